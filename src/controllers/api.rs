@@ -1,0 +1,43 @@
+//! `GET /api/session`: the session as JSON, for scripts and the page's status checks.
+
+use loco_rs::prelude::*;
+use serde::Serialize;
+
+use crate::{errors::AppError, sessions::AppSession};
+
+#[derive(Debug, Serialize)]
+struct SessionStatus {
+    authenticated: bool,
+    user_id: Option<i64>,
+    active_platform_id: Option<i64>,
+    created_at: Option<String>,
+    last_activity: Option<String>,
+    expires_at: Option<String>,
+    store: &'static str,
+}
+
+#[debug_handler]
+async fn session_status(session: AppSession) -> Result<Response, AppError> {
+    let view = session.view().filter(|v| v.authenticated);
+    let status = SessionStatus {
+        authenticated: view.is_some(),
+        user_id: session.user_id(),
+        active_platform_id: view.as_ref().and_then(|v| v.active_platform_id),
+        created_at: view.as_ref().map(|v| v.created_at.clone()),
+        last_activity: view.as_ref().map(|v| v.last_activity.clone()),
+        expires_at: view.as_ref().map(|v| v.expires_at.clone()),
+        store: session.store_name(),
+    };
+    let mut response = format::json(status)?;
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .prefix("/api")
+        .add("/session", get(session_status))
+}

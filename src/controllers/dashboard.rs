@@ -1,0 +1,41 @@
+//! The landing page of a logged-in user: what their session is.
+
+use axum::response::Redirect;
+use loco_rs::prelude::*;
+
+use crate::{
+    controllers::extract::CurrentUser,
+    errors::AppError,
+    sessions::{AppSession, SessionError},
+};
+
+/// `/`: the dashboard when logged in, else the login page.
+#[debug_handler]
+async fn root(session: Result<AppSession, SessionError>) -> Response {
+    let logged_in = session.as_ref().is_ok_and(|s| s.user_id().is_some());
+    Redirect::to(if logged_in { "/dashboard" } else { "/login" }).into_response()
+}
+
+#[debug_handler(state = AppContext)]
+async fn dashboard(
+    ViewEngine(v): ViewEngine<TeraView>,
+    CurrentUser { user, mut session }: CurrentUser,
+) -> Result<Response, AppError> {
+    let csrf_token = session.csrf_token().await?;
+    let view = session.view().ok_or(AppError::LoginRequired)?;
+    Ok(format::render().view(
+        &v,
+        "dashboard/show.html",
+        data!({
+            "user": { "name": user.name, "email": user.email, "admin": user.admin },
+            "csrf_token": csrf_token,
+            "session": view,
+        }),
+    )?)
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .add("/", get(root))
+        .add("/dashboard", get(dashboard))
+}

@@ -1,0 +1,4 @@
+pub mod api;
+pub mod auth;
+pub mod dashboard;
+pub mod extract;

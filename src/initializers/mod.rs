@@ -1,0 +1,2 @@
+pub mod sessions;
+pub mod view_engine;

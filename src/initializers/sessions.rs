@@ -1,0 +1,73 @@
+//! Installs the session layer: opens the store named by `settings.sessions` and wraps
+//! every route in the session middleware. `cargo loco doctor` asks it whether the store
+//! answers.
+
+use async_trait::async_trait;
+use axum::{middleware::from_fn_with_state, Router as AxumRouter};
+use loco_rs::{
+    app::{AppContext, Initializer},
+    doctor::{Check, CheckStatus},
+    Error, Result,
+};
+
+use crate::sessions::{layer::session_middleware, Sessions};
+
+pub struct SessionsInitializer;
+
+#[async_trait]
+impl Initializer for SessionsInitializer {
+    fn name(&self) -> String {
+        "sessions".to_string()
+    }
+
+    async fn after_routes(&self, router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
+        let sessions = Sessions::from_context(ctx).map_err(|e| Error::Message(e))?;
+        let config = sessions.config();
+        tracing::info!(
+            store = %config.store,
+            cookie = %config.cookie.name,
+            idle_timeout_secs = config.policy.idle_timeout().as_secs(),
+            absolute_lifetime_secs = config.policy.absolute_lifetime().as_secs(),
+            touch_interval_secs = config.policy.touch_interval().as_secs(),
+            "sessions ready"
+        );
+        if !config.cookie.secure {
+            tracing::warn!(
+                "session cookie is sent without Secure (plain http); production refuses this"
+            );
+        }
+        Ok(router.layer(from_fn_with_state(sessions, session_middleware)))
+    }
+
+    async fn check(&self, ctx: &AppContext) -> Result<Option<Check>> {
+        let sessions = match Sessions::from_context(ctx) {
+            Ok(sessions) => sessions,
+            Err(reason) => {
+                return Ok(Some(Check {
+                    status: CheckStatus::NotOk,
+                    message: "session store: cannot be configured".to_string(),
+                    description: Some(reason),
+                }))
+            }
+        };
+        let health = sessions.health().await;
+        Ok(Some(Check {
+            status: if health.ok {
+                CheckStatus::Ok
+            } else {
+                CheckStatus::NotOk
+            },
+            message: format!(
+                "session store ({}): {} in {:.1} ms",
+                health.store,
+                if health.ok {
+                    "answers"
+                } else {
+                    "does not answer"
+                },
+                health.latency_ms
+            ),
+            description: (!health.ok).then_some(health.detail),
+        }))
+    }
+}

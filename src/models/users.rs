@@ -1,0 +1,212 @@
+//! Users: who can log in. Emails are normalized before they reach the database, so
+//! `Ann@Example.com` and `ann@example.com` are one account.
+
+use loco_rs::{hash, prelude::*};
+use sea_orm::SqlErr;
+use std::sync::LazyLock;
+use uuid::Uuid;
+
+pub use super::_entities::users::{self, ActiveModel, Entity, Model};
+
+/// Shortest password accepted at registration (NIST SP 800-63B asks for at least 8).
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password accepted; bounds the work an attacker can ask argon2 to do.
+pub const MAX_PASSWORD_LEN: usize = 128;
+
+/// An email address in its canonical form: trimmed, lower-cased, with one `@` between a
+/// non-empty local part and a dotted domain.
+///
+/// ```
+/// use tessera::models::users::EmailAddress;
+/// assert_eq!(EmailAddress::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+/// assert!(EmailAddress::parse("not-an-email").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// # Errors
+    /// A message fit for the form when the input is not an email address.
+    pub fn parse(input: &str) -> Result<Self, &'static str> {
+        let email = input.trim().to_lowercase();
+        let valid = email.len() <= 254
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+            })
+            && !email.chars().any(char::is_whitespace);
+        if valid {
+            Ok(Self(email))
+        } else {
+            Err("Enter a valid email address, like name@example.com.")
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What registration needs, already checked: build it with [`NewUser::parse`].
+#[derive(Debug)]
+pub struct NewUser {
+    pub name: String,
+    pub email: EmailAddress,
+    pub password: String,
+}
+
+/// Per-field messages for a registration form that did not pass.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RegistrationErrors {
+    pub name: Option<&'static str>,
+    pub email: Option<&'static str>,
+    pub password: Option<&'static str>,
+}
+
+impl NewUser {
+    /// # Errors
+    /// Every field's problem at once, so the form can show them all.
+    pub fn parse(name: &str, email: &str, password: &str) -> Result<Self, RegistrationErrors> {
+        let mut errors = RegistrationErrors::default();
+        let name = name.trim();
+        if name.chars().count() < 2 || name.chars().count() > 100 {
+            errors.name = Some("Enter a name between 2 and 100 characters.");
+        }
+        let email = EmailAddress::parse(email)
+            .map_err(|e| errors.email = Some(e))
+            .ok();
+        let length = password.chars().count();
+        if length < MIN_PASSWORD_LEN {
+            errors.password = Some("Use at least 8 characters.");
+        } else if length > MAX_PASSWORD_LEN {
+            errors.password = Some("Use at most 128 characters.");
+        }
+        match email {
+            Some(email) if errors.name.is_none() && errors.password.is_none() => Ok(Self {
+                name: name.to_string(),
+                email,
+                password: password.to_string(),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A hash of a password nobody has, verified when an email is unknown so that a login
+/// for a missing account costs the same time as one with a wrong password.
+static DECOY_HASH: LazyLock<Option<String>> =
+    LazyLock::new(|| hash::hash_password("tessera-decoy-password").ok());
+
+#[async_trait::async_trait]
+impl ActiveModelBehavior for super::_entities::users::ActiveModel {
+    async fn before_save<C>(self, _db: &C, insert: bool) -> Result<Self, DbErr>
+    where
+        C: ConnectionTrait,
+    {
+        if insert {
+            let mut this = self;
+            this.pid = ActiveValue::Set(Uuid::new_v4());
+            Ok(this)
+        } else {
+            Ok(self)
+        }
+    }
+}
+
+impl Model {
+    /// # Errors
+    /// `EntityNotFound` when no user has this id, or a database error.
+    pub async fn find_by_id(db: &DatabaseConnection, id: i64) -> ModelResult<Self> {
+        users::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .ok_or(ModelError::EntityNotFound)
+    }
+
+    /// # Errors
+    /// `EntityNotFound` when no user has this email, or a database error.
+    pub async fn find_by_email(db: &DatabaseConnection, email: &EmailAddress) -> ModelResult<Self> {
+        users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(db)
+            .await?
+            .ok_or(ModelError::EntityNotFound)
+    }
+
+    /// Checks a login attempt in constant work: an unknown email still pays for one
+    /// argon2 verification. Hashing runs off the async runtime.
+    ///
+    /// # Errors
+    /// A database error; a wrong email or password is `Ok(None)`.
+    pub async fn authenticate(
+        db: &DatabaseConnection,
+        email: &EmailAddress,
+        password: &str,
+    ) -> ModelResult<Option<Self>> {
+        let user = match Self::find_by_email(db, email).await {
+            Ok(user) => Some(user),
+            Err(ModelError::EntityNotFound) => None,
+            Err(e) => return Err(e),
+        };
+        let candidate = password.to_string();
+        let stored = user.as_ref().map(|u| u.password.clone());
+        let verified = tokio::task::spawn_blocking(move || match stored {
+            Some(hash) => hash::verify_password(&candidate, &hash),
+            None => {
+                if let Some(decoy) = DECOY_HASH.as_deref() {
+                    let _ = hash::verify_password(&candidate, decoy);
+                }
+                false
+            }
+        })
+        .await
+        .map_err(|e| ModelError::Any(e.into()))?;
+        Ok(user.filter(|_| verified))
+    }
+
+    /// Creates a user with an argon2 password hash.
+    ///
+    /// # Errors
+    /// `EntityAlreadyExists` when the email is taken, or a database error.
+    pub async fn create_with_password(
+        db: &DatabaseConnection,
+        new_user: &NewUser,
+        admin: bool,
+    ) -> ModelResult<Self> {
+        let password = new_user.password.clone();
+        let password_hash = tokio::task::spawn_blocking(move || hash::hash_password(&password))
+            .await
+            .map_err(|e| ModelError::Any(e.into()))?
+            .map_err(|e| ModelError::Any(e.into()))?;
+
+        let txn = db.begin().await?;
+        if users::Entity::find()
+            .filter(users::Column::Email.eq(new_user.email.as_str()))
+            .one(&txn)
+            .await?
+            .is_some()
+        {
+            return Err(ModelError::EntityAlreadyExists {});
+        }
+        let user = users::ActiveModel {
+            email: ActiveValue::set(new_user.email.as_str().to_string()),
+            password: ActiveValue::set(password_hash),
+            name: ActiveValue::set(new_user.name.clone()),
+            admin: ActiveValue::set(admin),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| match e.sql_err() {
+            // Two registrations of one email at once: the unique index decides.
+            Some(SqlErr::UniqueConstraintViolation(_)) => ModelError::EntityAlreadyExists {},
+            _ => e.into(),
+        })?;
+        txn.commit().await?;
+        Ok(user)
+    }
+}

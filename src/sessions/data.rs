@@ -1,0 +1,60 @@
+//! What Tessera keeps in a session record. The browser never sees any of it: its cookie
+//! holds only the record's ID.
+
+use serde::{Deserialize, Serialize};
+
+use super::policy::UnixTime;
+
+/// Longest user agent kept; longer ones are cut (they are display-only).
+pub const MAX_USER_AGENT_LEN: usize = 256;
+
+/// The session's contents, stored as one value under [`SessionData::KEY`].
+///
+/// Field names are one or two letters on purpose: every byte is paid for in each record,
+/// and a Redis deployment holds millions of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionData {
+    /// The logged-in user; `None` for an anonymous session (one that only holds a CSRF
+    /// token for the login or register form).
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    #[serde(rename = "c")]
+    pub created_at: UnixTime,
+    #[serde(rename = "a")]
+    pub last_activity: UnixTime,
+    /// "Remember me": a persistent cookie instead of a browser-session one.
+    #[serde(rename = "r", default)]
+    pub remember: bool,
+    #[serde(rename = "ua", default)]
+    pub user_agent: String,
+    #[serde(rename = "ip", default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The synchronizer token every form of this session must send back.
+    #[serde(rename = "t")]
+    pub csrf_token: String,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub active_platform_id: Option<i64>,
+}
+
+impl SessionData {
+    /// The record key the whole struct lives under.
+    pub const KEY: &'static str = "tessera";
+}
+
+/// Who is on the other end of a request, as far as a session records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub user_agent: String,
+    pub ip: Option<String>,
+}
+
+impl ClientInfo {
+    /// Keeps at most [`MAX_USER_AGENT_LEN`] characters of the user agent.
+    #[must_use]
+    pub fn new(user_agent: &str, ip: Option<String>) -> Self {
+        Self {
+            user_agent: user_agent.chars().take(MAX_USER_AGENT_LEN).collect(),
+            ip,
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The session middleware: reads the cookie, hands handlers a lazy [`Session`], and after
+//! the handler saves what changed and writes or clears the cookie.
+//!
+//! Tessera uses tower-sessions' `Session` and stores but not its `SessionManagerLayer`,
+//! because that layer turns a failed save into an empty 500 and ties the cookie's
+//! lifetime to the record's. Here a failed save is the 503 page, and the cookie follows
+//! the session's "remember me" choice while the record follows the server's timeouts.
+
+use std::{str::FromStr, sync::Arc};
+
+use axum::{
+    extract::{Request, State},
+    http::{
+        header::{CACHE_CONTROL, COOKIE, SET_COOKIE},
+        HeaderMap, HeaderValue,
+    },
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use cookie::{Cookie, SameSite};
+use time::OffsetDateTime;
+use tower_sessions::{session::Id, Session};
+
+use super::{data::SessionData, error::SessionError, Sessions};
+
+/// Length of a session ID in the cookie: 128 bits in URL-safe base64.
+pub const ID_LEN: usize = 22;
+
+/// Finds the session ID in the request's cookies. Anything that is not exactly a well
+/// formed ID (wrong length, bad characters, `../`, non-UTF-8) is ignored: the request is
+/// anonymous, never an error.
+#[must_use]
+pub fn session_id_from_headers(headers: &HeaderMap, cookie_name: &str) -> Option<Id> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| Cookie::split_parse(value).filter_map(Result::ok))
+        .filter(|cookie| cookie.name() == cookie_name)
+        .find_map(|cookie| {
+            let value = cookie.value();
+            (value.len() == ID_LEN)
+                .then(|| Id::from_str(value).ok())
+                .flatten()
+        })
+}
+
+/// A response extension by which a handler says its page is still worth serving when the
+/// session cannot be saved. The login page sets it: it must render while the store is
+/// down, even though the CSRF token it shows could not be kept.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeWithoutSession;
+
+/// The middleware; install it with `axum::middleware::from_fn_with_state(sessions, ..)`.
+pub async fn session_middleware(
+    State(sessions): State<Arc<Sessions>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let cookie_name = &sessions.config().cookie.name;
+    let id = session_id_from_headers(request.headers(), cookie_name);
+    let session = Session::new(id, sessions.store(), None);
+    request.extensions_mut().insert(session.clone());
+    request.extensions_mut().insert(sessions.clone());
+
+    let mut response = next.run(request).await;
+    if !session.is_modified() {
+        return response;
+    }
+    if session.is_empty().await {
+        // Logged out or expired: the record is gone; tell the browser to forget the ID.
+        if id.is_some() {
+            set_cookie(&mut response, removal_cookie(&sessions));
+        }
+        return response;
+    }
+    if let Err(error) = session.save().await {
+        if response.extensions().get::<ServeWithoutSession>().is_some() {
+            tracing::warn!(%error, "session could not be saved; page served without one");
+            return response;
+        }
+        return SessionError::from(error).into_response();
+    }
+    match session.id() {
+        Some(id) => {
+            let data = session
+                .get::<SessionData>(SessionData::KEY)
+                .await
+                .ok()
+                .flatten();
+            set_cookie(&mut response, session_cookie(&sessions, id, data.as_ref()));
+        }
+        None => tracing::error!("a saved session has no ID"),
+    }
+    response
+}
+
+fn base_cookie(sessions: &Sessions, value: String) -> Cookie<'static> {
+    let config = &sessions.config().cookie;
+    let mut cookie = Cookie::build((config.name.clone(), value))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(config.secure);
+    if let Some(domain) = &config.domain {
+        cookie = cookie.domain(domain.clone());
+    }
+    cookie.build()
+}
+
+/// The cookie carrying `id`. It lives as long as the browser session unless the user chose
+/// "remember me"; then until the session's absolute deadline, never longer.
+fn session_cookie(sessions: &Sessions, id: Id, data: Option<&SessionData>) -> Cookie<'static> {
+    let mut cookie = base_cookie(sessions, id.to_string());
+    if let Some(data) = data.filter(|d| d.remember) {
+        let deadline = sessions.config().policy.absolute_deadline(data.created_at);
+        if let Ok(expires) = OffsetDateTime::from_unix_timestamp(deadline) {
+            cookie.set_expires(expires);
+        }
+    }
+    cookie
+}
+
+fn removal_cookie(sessions: &Sessions) -> Cookie<'static> {
+    let mut cookie = base_cookie(sessions, String::new());
+    cookie.make_removal();
+    cookie
+}
+
+fn set_cookie(response: &mut Response, cookie: Cookie<'static>) {
+    match HeaderValue::from_str(&cookie.encoded().to_string()) {
+        Ok(value) => {
+            let headers = response.headers_mut();
+            headers.append(SET_COOKIE, value);
+            // A response that sets the session cookie must never be cached by a proxy and
+            // replayed to someone else.
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Err(error) => tracing::error!(%error, "session cookie is not a valid header"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(cookie: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_str(cookie).expect("valid header"));
+        headers
+    }
+
+    #[test]
+    fn reads_only_well_formed_ids() {
+        let id = Id::default().to_string();
+        assert_eq!(
+            session_id_from_headers(&headers(&format!("a=b; session={id}")), "session")
+                .map(|i| i.to_string()),
+            Some(id.clone())
+        );
+        for bad in ["../../etc/passwd", "", "x", &format!("{id}x"), &id[1..]] {
+            assert!(
+                session_id_from_headers(&headers(&format!("session={bad}")), "session").is_none(),
+                "{bad}"
+            );
+        }
+        assert!(session_id_from_headers(&headers(&format!("other={id}")), "session").is_none());
+    }
+}

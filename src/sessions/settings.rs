@@ -1,0 +1,358 @@
+//! `settings.sessions`: what an operator configures, checked once at start.
+//!
+//! Every value can come from the config files or from the environment variables the
+//! contract names (the config files read them with `get_env`). A bad value stops the app
+//! with one line naming the key, e.g.
+//! `settings.sessions.store: unknown variant `disk`, expected one of `memory`, `file`, `redis``.
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use loco_rs::environment::Environment;
+use serde::Deserialize;
+
+use super::policy::SessionPolicy;
+
+/// Shortest accepted `SESSION_SECRET`: the HMAC key for session refs needs 256 bits.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Where session records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// In the process: lost at exit. For tests.
+    Memory,
+    /// One file per session under `dir`: survives restarts. For development.
+    File,
+    /// Redis at `redis.url`, shared by every app instance. For production.
+    Redis,
+}
+
+impl StoreKind {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::File => "file",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `settings.sessions` as written in `config/{env}.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// `SESSION_STORE`: memory | file | redis.
+    pub store: StoreKind,
+    /// `SESSION_DIR`: the file store's directory.
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+    /// `SESSION_SECRET`: at least 32 bytes; keys the hashes that stand for session IDs.
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    #[serde(default = "default_absolute_lifetime")]
+    pub absolute_lifetime_secs: u64,
+    /// How often sliding expiry may write the store; default a tenth of the idle timeout.
+    #[serde(default)]
+    pub touch_interval_secs: Option<u64>,
+    #[serde(default)]
+    pub cookie: CookieSettings,
+    #[serde(default)]
+    pub redis: RedisSettings,
+}
+
+/// `settings.sessions.cookie`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieSettings {
+    #[serde(default = "default_cookie_name")]
+    pub name: String,
+    #[serde(default)]
+    pub secure: bool,
+    /// Leave unset: a host-only cookie is the safe default, and `__Host-` forbids a domain.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+impl Default for CookieSettings {
+    fn default() -> Self {
+        Self {
+            name: default_cookie_name(),
+            secure: false,
+            domain: None,
+        }
+    }
+}
+
+/// `settings.sessions.redis`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `REDIS_URL`: `redis://` or `rediss://`, with password and db number if needed.
+    #[serde(default = "default_redis_url")]
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Every Redis command gives up after this long, so a dead Redis costs a page at most
+    /// this much before the 503.
+    #[serde(default = "default_command_timeout_ms")]
+    pub command_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: default_redis_url(),
+            pool_size: default_pool_size(),
+            command_timeout_ms: default_command_timeout_ms(),
+        }
+    }
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from("tmp/sessions")
+}
+const fn default_idle_timeout() -> u64 {
+    7200
+}
+const fn default_absolute_lifetime() -> u64 {
+    7 * 24 * 3600
+}
+fn default_cookie_name() -> String {
+    "session".to_string()
+}
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379".to_string()
+}
+const fn default_pool_size() -> usize {
+    4
+}
+const fn default_command_timeout_ms() -> u64 {
+    1000
+}
+
+/// A setting that cannot be used, named by its key.
+#[derive(Debug, thiserror::Error)]
+#[error("settings.sessions.{key}: {reason}")]
+pub struct SettingsError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl SettingsError {
+    fn new(key: &str, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The secret that keys session-ID hashes. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct SessionSecret(Vec<u8>);
+
+impl SessionSecret {
+    #[must_use]
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret(..)")
+    }
+}
+
+/// How the session cookie is written, after the `__Host-` rules were checked.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    pub name: String,
+    pub secure: bool,
+    pub domain: Option<String>,
+}
+
+/// Redis connection settings, checked.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    pub pool_size: usize,
+    pub command_timeout: Duration,
+}
+
+/// Everything the session layer needs, checked: build it with [`SessionConfig::from_settings`].
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: StoreKind,
+    pub dir: PathBuf,
+    pub secret: SessionSecret,
+    pub policy: SessionPolicy,
+    pub cookie: CookieConfig,
+    pub redis: RedisConfig,
+}
+
+impl SessionConfig {
+    /// Reads `settings.sessions` out of Loco's `settings` value.
+    ///
+    /// # Errors
+    /// The first unusable key, with why.
+    pub fn from_loco_settings(
+        settings: Option<&serde_json::Value>,
+        environment: &Environment,
+    ) -> Result<Self, SettingsError> {
+        let raw = settings.and_then(|s| s.get("sessions")).ok_or_else(|| {
+            SettingsError::new(
+                "store",
+                "missing: add a `settings.sessions` block to the config file",
+            )
+        })?;
+        let settings: SessionSettings = serde_path_to_error::deserialize(raw).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." {
+                "store".to_string()
+            } else {
+                path
+            };
+            SettingsError::new(&key, e.into_inner().to_string())
+        })?;
+        Self::from_settings(settings, environment)
+    }
+
+    /// Checks the settings against each other and against the environment.
+    ///
+    /// # Errors
+    /// The first unusable key, with why.
+    pub fn from_settings(
+        settings: SessionSettings,
+        environment: &Environment,
+    ) -> Result<Self, SettingsError> {
+        let production = *environment == Environment::Production;
+        let secret = settings
+            .secret
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                SettingsError::new(
+                    "secret",
+                    format!(
+                        "SESSION_SECRET is not set; give it at least {MIN_SECRET_LEN} random bytes"
+                    ),
+                )
+            })?;
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(SettingsError::new(
+                "secret",
+                format!(
+                    "SESSION_SECRET is {} bytes; it needs at least {MIN_SECRET_LEN}",
+                    secret.len()
+                ),
+            ));
+        }
+
+        let policy = SessionPolicy::new(
+            settings.idle_timeout_secs,
+            settings.absolute_lifetime_secs,
+            settings.touch_interval_secs,
+        )?;
+        let cookie = check_cookie(settings.cookie, production)?;
+        let redis = check_redis(settings.redis)?;
+
+        if settings.dir.as_os_str().is_empty() {
+            return Err(SettingsError::new("dir", "SESSION_DIR is empty"));
+        }
+        Ok(Self {
+            store: settings.store,
+            dir: settings.dir,
+            secret: SessionSecret(secret.into_bytes()),
+            policy,
+            cookie,
+            redis,
+        })
+    }
+}
+
+/// RFC 6265 cookie-name characters (an HTTP token).
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_cookie(cookie: CookieSettings, production: bool) -> Result<CookieConfig, SettingsError> {
+    if !is_cookie_name(&cookie.name) {
+        return Err(SettingsError::new(
+            "cookie.name",
+            format!("`{}` is not a valid cookie name", cookie.name),
+        ));
+    }
+    let domain = cookie.domain.filter(|d| !d.trim().is_empty());
+    // The `__Host-` prefix promises a cookie that only this host set, over TLS, for every
+    // path; browsers drop a `__Host-` cookie that breaks that promise, which would log
+    // everybody out silently. Refuse to start instead.
+    if cookie.name.starts_with("__Host-") {
+        if !cookie.secure {
+            return Err(SettingsError::new(
+                "cookie.secure",
+                "a `__Host-` cookie must be Secure",
+            ));
+        }
+        if domain.is_some() {
+            return Err(SettingsError::new(
+                "cookie.domain",
+                "a `__Host-` cookie must not name a Domain",
+            ));
+        }
+    }
+    if cookie.name.starts_with("__Secure-") && !cookie.secure {
+        return Err(SettingsError::new(
+            "cookie.secure",
+            "a `__Secure-` cookie must be Secure",
+        ));
+    }
+    if production && !cookie.secure {
+        return Err(SettingsError::new(
+            "cookie.secure",
+            "production sends the session cookie only over https; set it to true",
+        ));
+    }
+    Ok(CookieConfig {
+        name: cookie.name,
+        secure: cookie.secure,
+        domain,
+    })
+}
+
+fn check_redis(redis: RedisSettings) -> Result<RedisConfig, SettingsError> {
+    if !(redis.url.starts_with("redis://") || redis.url.starts_with("rediss://")) {
+        return Err(SettingsError::new(
+            "redis.url",
+            "REDIS_URL must start with redis:// or rediss://",
+        ));
+    }
+    if redis.pool_size == 0 || redis.pool_size > 256 {
+        return Err(SettingsError::new(
+            "redis.pool_size",
+            "must be between 1 and 256",
+        ));
+    }
+    if redis.command_timeout_ms == 0 {
+        return Err(SettingsError::new(
+            "redis.command_timeout_ms",
+            "must be more than 0",
+        ));
+    }
+    Ok(RedisConfig {
+        url: redis.url,
+        pool_size: redis.pool_size,
+        command_timeout: Duration::from_millis(redis.command_timeout_ms),
+    })
+}

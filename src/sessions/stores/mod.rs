@@ -1,0 +1,227 @@
+//! The session stores, and the one type the session layer holds whatever the backend.
+//!
+//! - `memory`: tower-sessions' [`MemoryStore`], for tests;
+//! - `file`: [`file::FileStore`], for development: sessions survive restarts;
+//! - `redis`: [`redis::RedisSessionStore`], for production.
+//!
+//! [`Backend`] picks one at start; [`Instrumented`] wraps it to count what the layer asks
+//! of the store (touch throttling is proven by these counts).
+
+pub mod file;
+pub mod redis;
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use tower_sessions::{
+    session::{Id, Record},
+    session_store::{self, SessionStore},
+    MemoryStore,
+};
+
+use self::{file::FileStore, redis::RedisSessionStore};
+use super::settings::{SessionConfig, StoreKind};
+
+/// The configured store.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Memory(MemoryStore),
+    File(FileStore),
+    Redis(RedisSessionStore),
+}
+
+/// How a store is doing, for `/_health`, `cargo loco doctor` and the admin page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreHealth {
+    pub store: StoreKind,
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub detail: String,
+}
+
+impl Backend {
+    /// Opens the store `config` names.
+    ///
+    /// # Errors
+    /// A one-line reason naming the setting, when the store cannot be opened.
+    pub fn open(config: &SessionConfig) -> Result<Self, String> {
+        Ok(match config.store {
+            StoreKind::Memory => Self::Memory(MemoryStore::default()),
+            StoreKind::File => Self::File(FileStore::open(&config.dir).map_err(|e| {
+                format!(
+                    "settings.sessions.dir: cannot use {} for sessions: {e}",
+                    config.dir.display()
+                )
+            })?),
+            StoreKind::Redis => Self::Redis(
+                RedisSessionStore::connect(&config.redis)
+                    .map_err(|e| format!("settings.sessions.redis.url: {e}"))?,
+            ),
+        })
+    }
+
+    #[must_use]
+    pub const fn kind(&self) -> StoreKind {
+        match self {
+            Self::Memory(_) => StoreKind::Memory,
+            Self::File(_) => StoreKind::File,
+            Self::Redis(_) => StoreKind::Redis,
+        }
+    }
+
+    fn inner(&self) -> &dyn SessionStore {
+        match self {
+            Self::Memory(store) => store,
+            Self::File(store) => store,
+            Self::Redis(store) => store,
+        }
+    }
+
+    /// Asks the store whether it answers, and how fast.
+    pub async fn health(&self) -> StoreHealth {
+        let start = std::time::Instant::now();
+        let (ok, detail) = match self {
+            Self::Memory(_) => (true, "in process".to_string()),
+            Self::File(store) => match store.ping().await {
+                Ok(()) => (true, format!("{} writable", store.dir().display())),
+                Err(e) => (false, format!("{}: {e}", store.dir().display())),
+            },
+            Self::Redis(store) => match store.ping().await {
+                Ok(_) => (true, "PING answered".to_string()),
+                Err(e) => (false, format!("Redis: {}", e.details())),
+            },
+        };
+        StoreHealth {
+            store: self.kind(),
+            ok,
+            latency_ms: duration_ms(start.elapsed()),
+            detail,
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[async_trait]
+impl SessionStore for Backend {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.inner().create(record).await
+    }
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.inner().save(record).await
+    }
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        self.inner().load(session_id).await
+    }
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        self.inner().delete(session_id).await
+    }
+}
+
+/// How many times each store operation ran, and failed, since start.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    pub loads: AtomicU64,
+    pub creates: AtomicU64,
+    pub saves: AtomicU64,
+    pub deletes: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// A snapshot of [`StoreCounters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct StoreCounts {
+    pub loads: u64,
+    pub creates: u64,
+    pub saves: u64,
+    pub deletes: u64,
+    pub errors: u64,
+}
+
+impl StoreCounts {
+    /// Creates plus saves: every operation that writes a record.
+    #[must_use]
+    pub const fn writes(&self) -> u64 {
+        self.creates + self.saves
+    }
+}
+
+impl StoreCounters {
+    #[must_use]
+    pub fn snapshot(&self) -> StoreCounts {
+        StoreCounts {
+            loads: self.loads.load(Ordering::Relaxed),
+            creates: self.creates.load(Ordering::Relaxed),
+            saves: self.saves.load(Ordering::Relaxed),
+            deletes: self.deletes.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A store wrapper that counts every operation and failure.
+#[derive(Debug, Clone)]
+pub struct Instrumented<S> {
+    inner: S,
+    counters: Arc<StoreCounters>,
+}
+
+impl<S> Instrumented<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            counters: Arc::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn counters(&self) -> &StoreCounters {
+        &self.counters
+    }
+
+    #[must_use]
+    pub const fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn count<T>(
+        &self,
+        op: &AtomicU64,
+        result: session_store::Result<T>,
+    ) -> session_store::Result<T> {
+        op.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &result {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "session store operation failed");
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore + Clone> SessionStore for Instrumented<S> {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let result = self.inner.create(record).await;
+        self.count(&self.counters.creates, result)
+    }
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let result = self.inner.save(record).await;
+        self.count(&self.counters.saves, result)
+    }
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        let result = self.inner.load(session_id).await;
+        self.count(&self.counters.loads, result)
+    }
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        let result = self.inner.delete(session_id).await;
+        self.count(&self.counters.deletes, result)
+    }
+}

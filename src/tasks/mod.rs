@@ -1,0 +1,1 @@
+//! Operator commands, run with `cargo loco task NAME key:value`.

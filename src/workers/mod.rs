@@ -1,0 +1,1 @@
+//! Background workers (none yet; `cargo loco generate worker` adds them here).
