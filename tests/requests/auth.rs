@@ -1,0 +1,154 @@
+//! Register, log in, see the dashboard, log out: the walking skeleton as a user lives it.
+
+use serde_json::Value;
+
+use crate::support::{csrf_token_of, location, texts, TestApp};
+
+#[tokio::test]
+async fn register_login_dashboard_logout() {
+    let app = TestApp::start().await;
+    let browser = app.browser();
+
+    let root = browser.get("/").await;
+    assert_eq!(root.status_code(), 303);
+    assert_eq!(location(&root), "/login");
+
+    app.register(
+        &browser,
+        "Ann Example",
+        "Ann@Example.com",
+        "correct horse battery",
+    )
+    .await;
+    // The email was normalized: the lower-case form logs in.
+    let login = app
+        .log_in(&browser, "ann@example.com", "correct horse battery", false)
+        .await;
+    assert_eq!(login.status_code(), 303);
+    assert_eq!(location(&login), "/dashboard");
+
+    let dashboard = browser.get("/dashboard").await;
+    assert_eq!(dashboard.status_code(), 200);
+    let html = dashboard.text();
+    assert!(texts(&html, "h1").iter().any(|h| h.contains("Ann Example")));
+    assert_eq!(texts(&html, "[data-field=store]"), vec!["memory"]);
+    for field in ["created_at", "last_activity", "expires_at"] {
+        let value = texts(&html, &format!("[data-field={field}]")).concat();
+        assert!(
+            value.starts_with("20"),
+            "{field} shows a timestamp, got {value:?}"
+        );
+    }
+    assert_eq!(location(&browser.get("/").await), "/dashboard");
+
+    let api: Value = browser.get("/api/session").await.json();
+    assert_eq!(api["authenticated"], true);
+    assert_eq!(api["store"], "memory");
+    assert!(api["user_id"].as_i64().is_some());
+    assert!(api["expires_at"].as_str().is_some());
+
+    let token = csrf_token_of(&browser, "/dashboard").await;
+    let logout = browser
+        .post("/logout")
+        .form(&[("csrf_token", token.as_str())])
+        .await;
+    assert_eq!(logout.status_code(), 303);
+    assert_eq!(location(&logout), "/login");
+
+    let after = browser.get("/dashboard").await;
+    assert_eq!(after.status_code(), 303);
+    assert_eq!(location(&after), "/login");
+    let api: Value = browser.get("/api/session").await.json();
+    assert_eq!(api["authenticated"], false);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_get_the_same_answer() {
+    let app = TestApp::start().await;
+    let browser = app.browser();
+    app.register(&browser, "Bob", "bob@example.com", "correct horse battery")
+        .await;
+
+    let wrong_password = app
+        .log_in(&browser, "bob@example.com", "nope nope nope", false)
+        .await;
+    let unknown_email = app
+        .log_in(&browser, "nobody@example.com", "nope nope nope", false)
+        .await;
+    for response in [&wrong_password, &unknown_email] {
+        assert_eq!(response.status_code(), 422);
+        assert_eq!(
+            texts(&response.text(), "#login-error"),
+            vec!["Email or password is incorrect."]
+        );
+    }
+    assert_eq!(browser.get("/dashboard").await.status_code(), 303);
+}
+
+#[tokio::test]
+async fn registration_explains_what_is_wrong_and_keeps_input() {
+    let app = TestApp::start().await;
+    let browser = app.browser();
+    let token = csrf_token_of(&browser, "/register").await;
+    let response = browser
+        .post("/register")
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("name", "C"),
+            ("email", "not-an-email"),
+            ("password", "short"),
+        ])
+        .await;
+    assert_eq!(response.status_code(), 422);
+    let html = response.text();
+    assert_eq!(
+        texts(&html, "#name-error"),
+        vec!["Enter a name between 2 and 100 characters."]
+    );
+    assert_eq!(
+        texts(&html, "#email-error"),
+        vec!["Enter a valid email address, like name@example.com."]
+    );
+    assert_eq!(
+        texts(&html, "#password-error"),
+        vec!["Use at least 8 characters."]
+    );
+    assert!(html.contains(r#"value="not-an-email""#));
+
+    app.register(
+        &browser,
+        "Carol",
+        "carol@example.com",
+        "correct horse battery",
+    )
+    .await;
+    let token = csrf_token_of(&browser, "/register").await;
+    let duplicate = browser
+        .post("/register")
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("name", "Carol Two"),
+            ("email", " CAROL@example.com"),
+            ("password", "another password"),
+        ])
+        .await;
+    assert_eq!(duplicate.status_code(), 422);
+    assert_eq!(
+        texts(&duplicate.text(), "#email-error"),
+        vec!["An account with this email already exists. Log in instead."]
+    );
+}
+
+#[tokio::test]
+async fn pages_behind_login_redirect_to_login() {
+    let app = TestApp::start().await;
+    let browser = app.browser();
+    for path in ["/dashboard"] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status_code(), 303, "{path}");
+        assert_eq!(location(&response), "/login", "{path}");
+    }
+    let api: Value = browser.get("/api/session").await.json();
+    assert_eq!(api["authenticated"], false);
+    assert_eq!(api["user_id"], Value::Null);
+}

@@ -1,0 +1,6 @@
+mod auth;
+mod cookies;
+mod csrf;
+mod expiry;
+mod production;
+mod redis;

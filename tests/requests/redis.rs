@@ -1,0 +1,149 @@
+//! Tessera in production mode against a private Redis: the `__Host-` cookie, one key per
+//! session with a TTL, shared sessions between instances, and an outage.
+
+use std::time::Duration;
+
+use loco_rs::environment::Environment;
+use serde_json::{json, Value};
+
+use crate::support::{
+    csrf_token_of, location, redis::RedisServer, session_id_set, set_cookie_header, Settings,
+    TestApp,
+};
+
+fn production(server: &RedisServer) -> Settings {
+    Settings {
+        environment: Environment::Production,
+        sessions: json!({"store": "redis", "redis": {"url": server.url()}}),
+        ..Settings::default()
+    }
+}
+
+#[tokio::test]
+async fn production_login_sets_a_host_cookie_and_one_redis_key_with_a_ttl() {
+    let server = RedisServer::start();
+    let app = TestApp::with(production(&server)).await;
+    let browser = app.browser();
+    app.register(&browser, "Oz", "oz@example.com", "correct horse battery")
+        .await;
+    let login = app
+        .log_in(&browser, "oz@example.com", "correct horse battery", false)
+        .await;
+    assert_eq!(location(&login), "/dashboard");
+
+    let header = set_cookie_header(&login, "__Host-session").expect("the __Host- cookie");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(header.contains(attribute), "{attribute} missing: {header}");
+    }
+    assert!(!header.contains("Domain"), "{header}");
+    let id = session_id_set(&login, "__Host-session").expect("id");
+    assert_eq!(id.len(), 22);
+
+    assert_eq!(
+        server.keys(),
+        vec![id.clone()],
+        "exactly one key: the logged-in session"
+    );
+    let ttl: i64 = server
+        .cli(&["TTL", &id])
+        .and_then(|t| t.parse().ok())
+        .expect("TTL");
+    assert!(
+        (7190..=7200).contains(&ttl),
+        "TTL follows the idle timeout: {ttl}"
+    );
+
+    let api: Value = browser.get("/api/session").await.json();
+    assert_eq!(api["authenticated"], true);
+    assert_eq!(api["store"], "redis");
+
+    let token = csrf_token_of(&browser, "/dashboard").await;
+    browser
+        .post("/logout")
+        .form(&[("csrf_token", token.as_str())])
+        .await;
+    assert!(server.keys().is_empty(), "logout deleted the key");
+}
+
+#[tokio::test]
+async fn two_instances_share_sessions_through_redis() {
+    let server = RedisServer::start();
+    let a = TestApp::with(production(&server)).await;
+    let b = TestApp::with(Settings {
+        share_with: Some(a.scratch()),
+        ..production(&server)
+    })
+    .await;
+    let browser = a.browser();
+    a.register(&browser, "Pat", "pat@example.com", "correct horse battery")
+        .await;
+    let login = a
+        .log_in(&browser, "pat@example.com", "correct horse battery", false)
+        .await;
+    let id = session_id_set(&login, "__Host-session").expect("id");
+
+    let on_b = b
+        .browser()
+        .get("/dashboard")
+        .add_header("cookie", format!("__Host-session={id}"))
+        .await;
+    assert_eq!(
+        on_b.status_code(),
+        200,
+        "instance B knows the session A created"
+    );
+}
+
+#[tokio::test]
+async fn redis_outage_gives_503_pages_and_service_resumes_without_restart() {
+    let mut server = RedisServer::start();
+    let app = TestApp::with(production(&server)).await;
+    let browser = app.browser();
+    app.register(
+        &browser,
+        "Quinn",
+        "quinn@example.com",
+        "correct horse battery",
+    )
+    .await;
+    app.log_in(
+        &browser,
+        "quinn@example.com",
+        "correct horse battery",
+        false,
+    )
+    .await;
+    assert_eq!(browser.get("/dashboard").await.status_code(), 200);
+
+    server.kill();
+    let down = tokio::time::timeout(Duration::from_secs(10), browser.get("/dashboard"))
+        .await
+        .expect("answered, not hung");
+    assert_eq!(down.status_code(), 503);
+    assert!(
+        down.text().contains("Sessions are unavailable"),
+        "a clear page, not an empty 500"
+    );
+    let login_page = tokio::time::timeout(Duration::from_secs(10), app.browser().get("/login"))
+        .await
+        .expect("answered");
+    assert_eq!(
+        login_page.status_code(),
+        200,
+        "the login page still renders"
+    );
+
+    server.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = browser.get("/dashboard").await.status_code();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {status} after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
