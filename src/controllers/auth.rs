@@ -201,7 +201,7 @@ async fn register(
             tracing::info!(user_id = user.id, "registered");
             Ok(Redirect::to("/login?notice=registered").into_response())
         }
-        Err(ModelError::EntityAlreadyExists {}) => invalid(
+        Err(ModelError::EntityAlreadyExists) => invalid(
             RegistrationErrors {
                 email: Some("An account with this email already exists. Log in instead."),
                 ..RegistrationErrors::default()

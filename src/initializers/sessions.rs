@@ -21,7 +21,7 @@ impl Initializer for SessionsInitializer {
     }
 
     async fn after_routes(&self, router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
-        let sessions = Sessions::from_context(ctx).map_err(|e| Error::Message(e))?;
+        let sessions = Sessions::from_context(ctx).map_err(Error::Message)?;
         let config = sessions.config();
         tracing::info!(
             store = %config.store,
