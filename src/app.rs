@@ -16,7 +16,11 @@ use migration::Migrator;
 use std::path::Path;
 
 #[allow(unused_imports)]
-use crate::{controllers, initializers, models::_entities::users, tasks};
+use crate::{
+    controllers, initializers,
+    models::_entities::{platforms, session_events, user_sessions, users},
+    tasks,
+};
 
 pub struct App;
 #[async_trait]
@@ -52,6 +56,10 @@ impl Hooks for App {
         AppRoutes::empty() // controller routes below
             .add_route(controllers::dashboard::routes())
             .add_route(controllers::auth::routes())
+            .add_route(controllers::platforms::routes())
+            .add_route(controllers::sessions::routes())
+            .add_route(controllers::account::routes())
+            .add_route(controllers::admin::routes())
             .add_route(controllers::api::routes())
     }
 
@@ -62,9 +70,13 @@ impl Hooks for App {
     #[allow(unused_variables)]
     fn register_tasks(tasks: &mut Tasks) {
         // tasks-inject (do not remove)
+        tasks.register(tasks::users_create::UsersCreate);
     }
 
     async fn truncate(ctx: &AppContext) -> Result<()> {
+        truncate_table(&ctx.db, session_events::Entity).await?;
+        truncate_table(&ctx.db, user_sessions::Entity).await?;
+        truncate_table(&ctx.db, platforms::Entity).await?;
         truncate_table(&ctx.db, users::Entity).await?;
         Ok(())
     }

@@ -108,6 +108,14 @@ impl IntoResponse for SessionError {
                     "Your session could not be read. Please log in again.",
                 )
             }
+            Self::Registry(error) => {
+                tracing::error!(%error, "session registry failed");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The error was logged. Please try again in a moment.",
+                )
+            }
             Self::NotInstalled => {
                 tracing::error!("session layer missing on this route");
                 error_page(

@@ -5,4 +5,5 @@ pub mod initializers;
 pub mod models;
 pub mod sessions;
 pub mod tasks;
+pub mod views;
 pub mod workers;

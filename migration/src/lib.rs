@@ -2,6 +2,9 @@
 #![allow(clippy::wildcard_imports)]
 pub use sea_orm_migration::prelude::*;
 mod m20220101_000001_users;
+mod m20261123_000002_platforms;
+mod m20261123_000003_user_sessions;
+mod m20261123_000004_session_events;
 
 pub struct Migrator;
 
@@ -10,6 +13,9 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20220101_000001_users::Migration),
+            Box::new(m20261123_000002_platforms::Migration),
+            Box::new(m20261123_000003_user_sessions::Migration),
+            Box::new(m20261123_000004_session_events::Migration),
             // inject-above (do not remove this comment)
         ]
     }

@@ -17,6 +17,7 @@ impl MigrationTrait for Migration {
                 ("password", ColType::String),
                 ("name", ColType::String),
                 ("admin", ColType::BooleanWithDefault(false)),
+                ("disabled", ColType::BooleanWithDefault(false)),
             ],
             &[],
         )

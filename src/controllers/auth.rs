@@ -6,10 +6,14 @@ use loco_rs::prelude::*;
 use serde::Deserialize;
 
 use crate::{
-    controllers::extract::{Client, CsrfForm},
+    controllers::extract::{Client, CsrfForm, SessionLayer},
     errors::AppError,
     models::users::{self, EmailAddress, NewUser, RegistrationErrors},
-    sessions::{layer::ServeWithoutSession, AppSession, SessionError},
+    sessions::{
+        audit::{AuditEvent, EventKind},
+        layer::ServeWithoutSession,
+        AppSession, SessionError,
+    },
 };
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +99,7 @@ async fn login_page(
 async fn login(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
+    SessionLayer(sessions): SessionLayer,
     Client(client): Client,
     mut session: AppSession,
     CsrfForm(form): CsrfForm<LoginForm>,
@@ -104,7 +109,11 @@ async fn login(
         Err(_) => None,
     };
     let Some(user) = user else {
-        tracing::info!("login failed");
+        sessions.audit().record(
+            AuditEvent::new(EventKind::LoginFailed)
+                .client(client)
+                .reason("wrong email or password"),
+        );
         let csrf_token = session.csrf_token().await?;
         return Ok(format::render()
             .status(StatusCode::UNPROCESSABLE_ENTITY)
@@ -123,7 +132,6 @@ async fn login(
     session
         .log_in(user.id, form.remember.as_deref() == Some("on"), client)
         .await?;
-    tracing::info!(user_id = user.id, "logged in");
     Ok(Redirect::to("/dashboard").into_response())
 }
 
@@ -217,9 +225,7 @@ async fn logout(
     mut session: AppSession,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {
-    let user_id = session.user_id();
     session.log_out().await?;
-    tracing::info!(user_id, "logged out");
     Ok(Redirect::to("/login").into_response())
 }
 

@@ -19,18 +19,14 @@ async fn root(session: Result<AppSession, SessionError>) -> Response {
 #[debug_handler(state = AppContext)]
 async fn dashboard(
     ViewEngine(v): ViewEngine<TeraView>,
-    CurrentUser { user, mut session }: CurrentUser,
+    mut current: CurrentUser,
 ) -> Result<Response, AppError> {
-    let csrf_token = session.csrf_token().await?;
-    let view = session.view().ok_or(AppError::LoginRequired)?;
+    let layout = current.layout().await?;
+    let session = current.session.view().ok_or(AppError::LoginRequired)?;
     Ok(format::render().view(
         &v,
         "dashboard/show.html",
-        data!({
-            "user": { "name": user.name, "email": user.email, "admin": user.admin },
-            "csrf_token": csrf_token,
-            "session": view,
-        }),
+        data!({ "layout": layout, "session": session }),
     )?)
 }
 

@@ -1,8 +1,8 @@
 //! Extractors that make a handler's needs visible in its signature: [`CurrentUser`] for
-//! pages behind login, [`CsrfForm`] for every state-changing form, [`Client`] for what a
-//! session records about the browser.
+//! pages behind login, [`AdminUser`] for the admin pages, [`CsrfForm`] for every
+//! state-changing form, [`Client`] for what a session records about the browser.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     body::Bytes,
@@ -11,19 +11,21 @@ use axum::{
 };
 use loco_rs::{app::AppContext, controller::middleware::remote_ip::RemoteIP};
 use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
 
 use crate::{
     errors::AppError,
-    models::users,
-    sessions::{csrf, AppSession, ClientInfo},
+    models::{platforms, users},
+    sessions::{csrf, registry::EndReason, AppSession, ClientInfo, SessionError, Sessions},
 };
 
-/// A logged-in user and their session. A request without a live session is answered
-/// with a redirect to `/login`.
+/// A logged-in user, their session and its active platform. A request without a live
+/// session (or whose user is gone or disabled) is answered with a redirect to `/login`.
 #[derive(Debug)]
 pub struct CurrentUser {
     pub user: users::Model,
     pub session: AppSession,
+    pub active_platform: Option<platforms::Model>,
 }
 
 impl FromRequestParts<AppContext> for CurrentUser {
@@ -32,15 +34,86 @@ impl FromRequestParts<AppContext> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, AppError> {
         let mut session = AppSession::from_request_parts(parts, ctx).await?;
         let user_id = session.user_id().ok_or(AppError::LoginRequired)?;
-        match users::Model::find_by_id(&ctx.db, user_id).await {
-            Ok(user) => Ok(Self { user, session }),
-            Err(loco_rs::model::ModelError::EntityNotFound) => {
-                // The account is gone; so is every session that belonged to it.
-                session.log_out().await?;
-                Err(AppError::LoginRequired)
+        let user = match users::Model::find_by_id(&ctx.db, user_id).await {
+            Ok(user) if !user.disabled => user,
+            Ok(_) => {
+                session.end_for(EndReason::UserDisabled).await?;
+                return Err(AppError::LoginRequired);
             }
-            Err(e) => Err(e.into()),
+            Err(loco_rs::model::ModelError::EntityNotFound) => {
+                session.end_for(EndReason::UserDisabled).await?;
+                return Err(AppError::LoginRequired);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let active_platform = match session.active_platform_id() {
+            None => None,
+            Some(id) => match platforms::Model::find_for(&ctx.db, user.id, id).await {
+                Ok(platform) => Some(platform),
+                Err(loco_rs::model::ModelError::EntityNotFound) => {
+                    // Deleted from another session: this one lets go of it too.
+                    session.set_active_platform(None).await?;
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        Ok(Self {
+            user,
+            session,
+            active_platform,
+        })
+    }
+}
+
+impl CurrentUser {
+    /// What the member layout shows on every page: who is logged in, the active platform,
+    /// and the CSRF token for the logout button.
+    ///
+    /// # Errors
+    /// When the session cannot be read.
+    pub async fn layout(&mut self) -> Result<Value, AppError> {
+        let csrf_token = self.session.csrf_token().await?;
+        Ok(json!({
+            "user": { "name": self.user.name, "email": self.user.email, "admin": self.user.admin },
+            "csrf_token": csrf_token,
+            "active_platform": self.active_platform.as_ref().map(|p| json!({ "id": p.id, "name": p.name, "url": p.url })),
+        }))
+    }
+}
+
+/// A logged-in admin. Anyone else logged in gets 403.
+#[derive(Debug)]
+pub struct AdminUser(pub CurrentUser);
+
+impl FromRequestParts<AppContext> for AdminUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, AppError> {
+        let current = CurrentUser::from_request_parts(parts, ctx).await?;
+        if current.user.admin {
+            Ok(Self(current))
+        } else {
+            Err(AppError::Forbidden)
         }
+    }
+}
+
+/// The app's session layer, for handlers that manage sessions other than their own
+/// (revocation, the admin page).
+#[derive(Debug, Clone)]
+pub struct SessionLayer(pub Arc<Sessions>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionLayer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        parts
+            .extensions
+            .get::<Arc<Sessions>>()
+            .cloned()
+            .map(Self)
+            .ok_or(AppError::Session(SessionError::NotInstalled))
     }
 }
 

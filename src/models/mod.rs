@@ -1,2 +1,5 @@
 pub mod _entities;
+pub mod platforms;
+pub mod session_events;
+pub mod user_sessions;
 pub mod users;

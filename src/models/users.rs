@@ -138,7 +138,8 @@ impl Model {
     }
 
     /// Checks a login attempt in constant work: an unknown email still pays for one
-    /// argon2 verification. Hashing runs off the async runtime.
+    /// argon2 verification. Hashing runs off the async runtime. A disabled account fails
+    /// like a wrong password.
     ///
     /// # Errors
     /// A database error; a wrong email or password is `Ok(None)`.
@@ -165,7 +166,45 @@ impl Model {
         })
         .await
         .map_err(|e| ModelError::Any(e.into()))?;
-        Ok(user.filter(|_| verified))
+        Ok(user.filter(|u| verified && !u.disabled))
+    }
+
+    /// Checks `password` against this user's hash, off the async runtime.
+    ///
+    /// # Errors
+    /// When the blocking task fails.
+    pub async fn verify_password(&self, password: &str) -> ModelResult<bool> {
+        let (candidate, stored) = (password.to_string(), self.password.clone());
+        tokio::task::spawn_blocking(move || hash::verify_password(&candidate, &stored))
+            .await
+            .map_err(|e| ModelError::Any(e.into()))
+    }
+
+    /// Replaces the password. The caller ends the user's other sessions and rotates the
+    /// current one (a privilege change).
+    ///
+    /// # Errors
+    /// A database or hashing error.
+    pub async fn set_password(&self, db: &DatabaseConnection, password: &str) -> ModelResult<Self> {
+        let password = password.to_string();
+        let password_hash = tokio::task::spawn_blocking(move || hash::hash_password(&password))
+            .await
+            .map_err(|e| ModelError::Any(e.into()))?
+            .map_err(|e| ModelError::Any(e.into()))?;
+        let mut user: ActiveModel = self.clone().into();
+        user.password = ActiveValue::Set(password_hash);
+        Ok(user.update(db).await?)
+    }
+
+    /// Disables (or re-enables) the account. A disabled user cannot log in, and the caller
+    /// ends their sessions.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn set_disabled(&self, db: &DatabaseConnection, disabled: bool) -> ModelResult<Self> {
+        let mut user: ActiveModel = self.clone().into();
+        user.disabled = ActiveValue::Set(disabled);
+        Ok(user.update(db).await?)
     }
 
     /// Creates a user with an argon2 password hash.

@@ -11,6 +11,9 @@ pub enum SessionError {
     /// A record could not be decoded or encoded.
     #[error("session record unusable: {0}")]
     Corrupt(String),
+    /// The session registry (SQL) failed.
+    #[error("session registry: {0}")]
+    Registry(#[from] sea_orm::DbErr),
     /// The session layer is not installed on this route (a wiring bug).
     #[error("the session layer is not installed")]
     NotInstalled,

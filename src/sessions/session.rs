@@ -1,5 +1,6 @@
 //! [`AppSession`]: the one typed door to the session. Controllers ask it who is logged
-//! in, for the CSRF token, to log in or out; they never touch record keys.
+//! in, for the CSRF token, to log in or out, to rotate the ID or switch platform; they
+//! never touch record keys, the registry or the audit trail directly.
 
 use std::sync::Arc;
 
@@ -8,10 +9,13 @@ use time::OffsetDateTime;
 use tower_sessions::{Expiry, Session};
 
 use super::{
+    audit::{AuditEvent, EventKind},
     csrf,
     data::{ClientInfo, SessionData},
     error::SessionError,
     policy::{UnixTime, Verdict},
+    registry::{EndReason, NewEntry},
+    stores::hashed::SessionRef,
     Sessions,
 };
 
@@ -20,8 +24,8 @@ use super::{
 /// touch interval had passed.
 ///
 /// ```ignore
-/// async fn dashboard(session: AppSession) -> Result<Response> {
-///     let Some(user_id) = session.user_id() else { return Err(AppError::LoginRequired) };
+/// async fn dashboard(session: AppSession) -> Result<Response, AppError> {
+///     let user_id = session.user_id().ok_or(AppError::LoginRequired)?;
 ///     ...
 /// }
 /// ```
@@ -45,25 +49,6 @@ pub struct SessionView {
     pub store: &'static str,
 }
 
-/// Why a session ended, for logs and (later) the audit trail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    IdleExpired,
-    AbsoluteExpired,
-    Logout,
-}
-
-impl EndReason {
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::IdleExpired => "idle_expired",
-            Self::AbsoluteExpired => "absolute_expired",
-            Self::Logout => "logout",
-        }
-    }
-}
-
 pub(crate) fn now() -> UnixTime {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -76,6 +61,12 @@ fn rfc3339(t: UnixTime) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+fn chrono_time(t: UnixTime) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .fixed_offset()
 }
 
 impl AppSession {
@@ -99,26 +90,29 @@ impl AppSession {
             return Ok(this);
         };
         let now = now();
-        match this
+        let verdict = this
             .sessions
             .config()
             .policy
-            .judge(data.created_at, data.last_activity, now)
-        {
+            .judge(data.created_at, data.last_activity, now);
+        match verdict {
             Verdict::Live { touch } => {
                 if touch {
                     data.last_activity = now;
                     this.write(&data).await?;
+                    this.record_touch(&data).await;
                 }
                 this.data = Some(data);
             }
             Verdict::IdleExpired => {
                 this.data = Some(data);
-                this.end(EndReason::IdleExpired).await?;
+                this.end(EventKind::IdleExpired, EndReason::IdleExpired)
+                    .await?;
             }
             Verdict::AbsoluteExpired => {
                 this.data = Some(data);
-                this.end(EndReason::AbsoluteExpired).await?;
+                this.end(EventKind::AbsoluteExpired, EndReason::AbsoluteExpired)
+                    .await?;
             }
         }
         Ok(this)
@@ -134,6 +128,27 @@ impl AppSession {
     #[must_use]
     pub fn active_platform_id(&self) -> Option<i64> {
         self.data.as_ref().and_then(|d| d.active_platform_id)
+    }
+
+    /// How logs, SQL and URLs name this session; `None` before it has a record.
+    #[must_use]
+    pub fn session_ref(&self) -> Option<SessionRef> {
+        self.session.id().map(|id| self.sessions.session_ref(&id))
+    }
+
+    /// The configured store's name: memory, file or redis.
+    #[must_use]
+    pub fn store_name(&self) -> &'static str {
+        self.sessions.store_kind().name()
+    }
+
+    /// The browser this session was started from.
+    #[must_use]
+    pub fn client(&self) -> ClientInfo {
+        self.data
+            .as_ref()
+            .map(|d| ClientInfo::new(&d.user_agent, d.ip.clone()))
+            .unwrap_or_default()
     }
 
     /// The session's CSRF token, starting an anonymous session to hold one if needed
@@ -171,16 +186,21 @@ impl AppSession {
     }
 
     /// Logs `user_id` in: the session gets a new ID (the old record is deleted at once, so
-    /// a fixated ID is worthless), fresh timestamps and a fresh CSRF token.
+    /// a fixated ID is worthless), fresh timestamps and a fresh CSRF token. The session is
+    /// registered; past the per-user limit the least recently used sessions end.
     ///
     /// # Errors
-    /// When the store cannot delete the old record or write the new one.
+    /// When the store or the registry fails.
     pub async fn log_in(
         &mut self,
         user_id: i64,
         remember: bool,
         client: ClientInfo,
     ) -> Result<(), SessionError> {
+        if self.user_id().is_some() {
+            // Logging in over a logged-in session ends that one.
+            self.end_registration(EndReason::Logout).await;
+        }
         self.session.cycle_id().await?;
         let now = now();
         let data = SessionData {
@@ -188,12 +208,45 @@ impl AppSession {
             created_at: now,
             last_activity: now,
             remember,
-            user_agent: client.user_agent,
-            ip: client.ip,
+            user_agent: client.user_agent.clone(),
+            ip: client.ip.clone(),
             csrf_token: csrf::new_token(),
             active_platform_id: None,
         };
         self.write(&data).await?;
+        // Saved now, not by the middleware: the registry needs the new ID.
+        self.session.save().await?;
+        let id = self.session.id().ok_or(SessionError::NotInstalled)?;
+        let session_ref = self.sessions.session_ref(&id);
+        let evicted = self
+            .sessions
+            .registry()
+            .register(
+                NewEntry {
+                    user_id,
+                    session_ref: session_ref.clone(),
+                    store_key: self.sessions.hasher().store_key(&id),
+                    store: self.store_name(),
+                    expires_at: chrono_time(self.expires_at(&data)),
+                    user_agent: client.user_agent.clone(),
+                    ip: client.ip.clone(),
+                },
+                self.sessions.config().max_per_user,
+            )
+            .await?;
+        for row in &evicted {
+            // The registry already marked them ended; take them out of the store.
+            self.sessions.revoke(row, EndReason::RevokedByLimit).await?;
+        }
+        let audit = self.sessions.audit();
+        for kind in [EventKind::Created, EventKind::Login] {
+            audit.record(
+                AuditEvent::new(kind)
+                    .user(Some(user_id))
+                    .session(Some(session_ref.clone()))
+                    .client(client.clone()),
+            );
+        }
         self.data = Some(data);
         Ok(())
     }
@@ -203,7 +256,49 @@ impl AppSession {
     /// # Errors
     /// When the store cannot delete the record.
     pub async fn log_out(&mut self) -> Result<(), SessionError> {
-        self.end(EndReason::Logout).await
+        self.end(EventKind::Logout, EndReason::Logout).await
+    }
+
+    /// Ends the session because its user may no longer use it (deleted or disabled).
+    ///
+    /// # Errors
+    /// When the store cannot delete the record.
+    pub async fn end_for(&mut self, reason: EndReason) -> Result<(), SessionError> {
+        self.end(EventKind::Revoked, reason).await
+    }
+
+    /// Gives the session a new ID (the old one dies at once) and a new CSRF token, keeping
+    /// who is logged in. Used after a privilege change such as a new password.
+    ///
+    /// # Errors
+    /// When the store or the registry fails.
+    pub async fn rotate(&mut self, reason: &str) -> Result<(), SessionError> {
+        let Some(mut data) = self.data.clone() else {
+            return Ok(());
+        };
+        let old_ref = self.session_ref();
+        self.session.cycle_id().await?;
+        data.csrf_token = csrf::new_token();
+        data.last_activity = now();
+        self.write(&data).await?;
+        self.session.save().await?;
+        let id = self.session.id().ok_or(SessionError::NotInstalled)?;
+        let new_ref = self.sessions.session_ref(&id);
+        if let Some(old_ref) = &old_ref {
+            self.sessions
+                .registry()
+                .rotate(old_ref, &new_ref, self.sessions.hasher().store_key(&id))
+                .await?;
+        }
+        self.sessions.audit().record(
+            AuditEvent::new(EventKind::Rotated)
+                .user(data.user_id)
+                .session(Some(new_ref))
+                .client(self.client())
+                .reason(reason),
+        );
+        self.data = Some(data);
+        Ok(())
     }
 
     /// Makes `platform_id` the session's active platform connection.
@@ -217,53 +312,98 @@ impl AppSession {
         let Some(mut data) = self.data.clone() else {
             return Ok(());
         };
+        if data.active_platform_id == platform_id {
+            return Ok(());
+        }
         data.active_platform_id = platform_id;
         self.write(&data).await?;
+        self.sessions.audit().record(
+            AuditEvent::new(EventKind::PlatformSwitched)
+                .user(data.user_id)
+                .session(self.session_ref())
+                .client(self.client())
+                .reason(
+                    platform_id.map_or_else(|| "none".to_string(), |id| format!("platform {id}")),
+                ),
+        );
         self.data = Some(data);
         Ok(())
-    }
-
-    /// The configured store's name: memory, file or redis.
-    #[must_use]
-    pub fn store_name(&self) -> &'static str {
-        self.sessions.store_kind().name()
     }
 
     /// The session as pages show it; `None` for a visitor without a session.
     #[must_use]
     pub fn view(&self) -> Option<SessionView> {
         let data = self.data.as_ref()?;
-        let policy = &self.sessions.config().policy;
         Some(SessionView {
             authenticated: data.user_id.is_some(),
             user_id: data.user_id,
             active_platform_id: data.active_platform_id,
             created_at: rfc3339(data.created_at),
             last_activity: rfc3339(data.last_activity),
-            expires_at: rfc3339(policy.expires_at(data.created_at, data.last_activity)),
+            expires_at: rfc3339(self.expires_at(data)),
             persistent: data.remember,
-            store: self.sessions.store_kind().name(),
+            store: self.store_name(),
         })
+    }
+
+    fn expires_at(&self, data: &SessionData) -> UnixTime {
+        self.sessions
+            .config()
+            .policy
+            .expires_at(data.created_at, data.last_activity)
     }
 
     /// Writes `data` and the record's server-side expiry. The expiry is not part of the
     /// record tower-sessions loads, so it is set again on every write, here and only here.
     async fn write(&self, data: &SessionData) -> Result<(), SessionError> {
-        let policy = &self.sessions.config().policy;
-        let expires_at = OffsetDateTime::from_unix_timestamp(
-            policy.expires_at(data.created_at, data.last_activity),
-        )
-        .map_err(|e| SessionError::Corrupt(e.to_string()))?;
+        let expires_at = OffsetDateTime::from_unix_timestamp(self.expires_at(data))
+            .map_err(|e| SessionError::Corrupt(e.to_string()))?;
         self.session
             .set_expiry(Some(Expiry::AtDateTime(expires_at)));
         self.session.insert(SessionData::KEY, data).await?;
         Ok(())
     }
 
-    async fn end(&mut self, reason: EndReason) -> Result<(), SessionError> {
-        let user_id = self.data.as_ref().and_then(|d| d.user_id);
-        tracing::info!(reason = reason.as_str(), user_id, "session ended");
+    /// Keeps the registry's "last seen" in step with the touch (once per interval). A
+    /// registry failure is logged, never the user's problem.
+    async fn record_touch(&self, data: &SessionData) {
+        let (Some(_), Some(session_ref)) = (data.user_id, self.session_ref()) else {
+            return;
+        };
+        let expires_at = chrono_time(self.expires_at(data));
+        if let Err(error) = self
+            .sessions
+            .registry()
+            .touch(&session_ref, expires_at)
+            .await
+        {
+            tracing::warn!(%error, session = %session_ref, "registry touch failed");
+        }
+    }
+
+    /// Marks the registry row ended; a failure is logged (the cleanup prunes the row).
+    async fn end_registration(&self, reason: EndReason) {
+        if let Some(session_ref) = self.session_ref() {
+            if let Err(error) = self.sessions.registry().end(&session_ref, reason).await {
+                tracing::warn!(%error, session = %session_ref, "registry end failed");
+            }
+        }
+    }
+
+    async fn end(&mut self, kind: EventKind, reason: EndReason) -> Result<(), SessionError> {
+        let user_id = self.user_id();
+        let session_ref = self.session_ref();
         self.session.flush().await?;
+        if user_id.is_some() {
+            self.end_registration(reason).await;
+            self.sessions.audit().record(
+                AuditEvent::new(kind)
+                    .user(user_id)
+                    .session(session_ref)
+                    .client(self.client())
+                    .reason(reason.as_str()),
+            );
+        }
         self.data = None;
         Ok(())
     }

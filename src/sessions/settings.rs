@@ -63,6 +63,9 @@ pub struct SessionSettings {
     /// How often sliding expiry may write the store; default a tenth of the idle timeout.
     #[serde(default)]
     pub touch_interval_secs: Option<u64>,
+    /// Live sessions one user may hold; a login past it ends the least recently used.
+    #[serde(default = "default_max_per_user")]
+    pub max_per_user: usize,
     #[serde(default)]
     pub cookie: CookieSettings,
     #[serde(default)]
@@ -126,6 +129,9 @@ const fn default_idle_timeout() -> u64 {
 const fn default_absolute_lifetime() -> u64 {
     7 * 24 * 3600
 }
+const fn default_max_per_user() -> usize {
+    10
+}
 fn default_cookie_name() -> String {
     "session".to_string()
 }
@@ -162,6 +168,11 @@ pub struct SessionSecret(Vec<u8>);
 
 impl SessionSecret {
     #[must_use]
+    pub const fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    #[must_use]
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
@@ -196,6 +207,7 @@ pub struct SessionConfig {
     pub dir: PathBuf,
     pub secret: SessionSecret,
     pub policy: SessionPolicy,
+    pub max_per_user: usize,
     pub cookie: CookieConfig,
     pub redis: RedisConfig,
 }
@@ -265,6 +277,9 @@ impl SessionConfig {
         let cookie = check_cookie(settings.cookie, production)?;
         let redis = check_redis(settings.redis)?;
 
+        if settings.max_per_user == 0 {
+            return Err(SettingsError::new("max_per_user", "must be at least 1"));
+        }
         if settings.dir.as_os_str().is_empty() {
             return Err(SettingsError::new("dir", "SESSION_DIR is empty"));
         }
@@ -273,6 +288,7 @@ impl SessionConfig {
             dir: settings.dir,
             secret: SessionSecret(secret.into_bytes()),
             policy,
+            max_per_user: settings.max_per_user,
             cookie,
             redis,
         })

@@ -7,8 +7,8 @@ use loco_rs::environment::Environment;
 use serde_json::{json, Value};
 
 use crate::support::{
-    csrf_token_of, location, redis::RedisServer, session_id_set, set_cookie_header, Settings,
-    TestApp,
+    csrf_token_of, location, parse_id, redis::RedisServer, session_id_set, set_cookie_header,
+    Settings, TestApp,
 };
 
 fn production(server: &RedisServer) -> Settings {
@@ -39,13 +39,19 @@ async fn production_login_sets_a_host_cookie_and_one_redis_key_with_a_ttl() {
     let id = session_id_set(&login, "__Host-session").expect("id");
     assert_eq!(id.len(), 22);
 
+    let key = app
+        .sessions()
+        .hasher()
+        .store_key(&parse_id(&id))
+        .to_string();
     assert_eq!(
         server.keys(),
-        vec![id.clone()],
-        "exactly one key: the logged-in session"
+        vec![key.clone()],
+        "exactly one key: the session, by its hash"
     );
+    assert_ne!(key, id, "the cookie's ID is not a Redis key");
     let ttl: i64 = server
-        .cli(&["TTL", &id])
+        .cli(&["TTL", &key])
         .and_then(|t| t.parse().ok())
         .expect("TTL");
     assert!(

@@ -18,7 +18,7 @@ use tower_sessions::{
     session_store::SessionStore,
 };
 
-use crate::support::{location, Settings, TestApp};
+use crate::support::{location, parse_id, session_id_set, Settings, TestApp};
 
 fn record(lifetime: time::Duration, payload: Value) -> Record {
     Record {
@@ -230,15 +230,27 @@ async fn a_session_survives_an_app_restart_on_the_same_directory() {
         ..Settings::default()
     };
     let first = TestApp::with(settings()).await;
-    let browser = first.logged_in_browser("nat@example.com").await;
+    let browser = first.browser();
+    first
+        .register(&browser, "Nat", "nat@example.com", "correct horse battery")
+        .await;
+    let login = first
+        .log_in(&browser, "nat@example.com", "correct horse battery", false)
+        .await;
+    let id = session_id_set(&login, "session").expect("logged in");
     let api: Value = browser.get("/api/session").await.json();
     assert_eq!(api["store"], "file");
-    let id = fs::read_dir(first.session_dir())
-        .expect("session dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .find(|name| name.len() == 22)
-        .expect("the session is a file");
+    let file = first.session_dir().join(
+        first
+            .sessions()
+            .hasher()
+            .store_key(&parse_id(&id))
+            .to_string(),
+    );
+    assert!(
+        file.exists(),
+        "the session is a file named by the ID's hash"
+    );
     let scratch = first.scratch();
     drop(browser);
     drop(first);
@@ -248,8 +260,8 @@ async fn a_session_survives_an_app_restart_on_the_same_directory() {
         ..settings()
     })
     .await;
-    let browser = second.browser();
-    let response = browser
+    let response = second
+        .browser()
         .get("/dashboard")
         .add_header("cookie", format!("session={id}"))
         .await;

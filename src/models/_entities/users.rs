@@ -16,7 +16,25 @@ pub struct Model {
     pub password: String,
     pub name: String,
     pub admin: bool,
+    pub disabled: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(has_many = "super::platforms::Entity")]
+    Platforms,
+    #[sea_orm(has_many = "super::user_sessions::Entity")]
+    UserSessions,
+}
+
+impl Related<super::platforms::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Platforms.def()
+    }
+}
+
+impl Related<super::user_sessions::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::UserSessions.def()
+    }
+}

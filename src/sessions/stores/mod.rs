@@ -8,6 +8,7 @@
 //! of the store (touch throttling is proven by these counts).
 
 pub mod file;
+pub mod hashed;
 pub mod redis;
 
 use std::{
@@ -80,6 +81,24 @@ impl Backend {
             Self::Memory(store) => store,
             Self::File(store) => store,
             Self::Redis(store) => store,
+        }
+    }
+
+    /// What the store holds, as label and value pairs for monitoring: Redis memory and
+    /// keys, or the file store's files and bytes. Empty when the store does not answer.
+    pub async fn usage(&self) -> Vec<(&'static str, u64)> {
+        match self {
+            Self::Memory(_) => Vec::new(),
+            Self::File(store) => store
+                .usage()
+                .await
+                .map(|(files, bytes)| vec![("files", files), ("bytes", bytes)])
+                .unwrap_or_default(),
+            Self::Redis(store) => store
+                .usage()
+                .await
+                .map(|u| vec![("used_memory", u.used_memory), ("keys", u.keys)])
+                .unwrap_or_default(),
         }
     }
 

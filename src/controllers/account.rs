@@ -1,0 +1,124 @@
+//! The account page: change one's password. A new password is a privilege change: every
+//! other session of the user ends, and this one gets a new ID.
+
+use axum::{extract::Query, http::StatusCode, response::Redirect};
+use loco_rs::prelude::*;
+use serde::Deserialize;
+
+use crate::{
+    controllers::extract::{CsrfForm, CurrentUser, SessionLayer},
+    errors::AppError,
+    models::users::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN},
+    sessions::{
+        audit::{AuditEvent, EventKind},
+        registry::EndReason,
+    },
+};
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    pub current_password: String,
+    #[serde(default)]
+    pub new_password: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Notice {
+    #[serde(default)]
+    pub notice: Option<String>,
+}
+
+async fn render(
+    v: &TeraView,
+    current: &mut CurrentUser,
+    notice: &str,
+    errors: (&str, &str),
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let layout = current.layout().await?;
+    Ok(format::render().status(status).view(
+        v,
+        "account/show.html",
+        data!({
+            "layout": layout,
+            "notice": notice,
+            "errors": { "current_password": errors.0, "new_password": errors.1 },
+        }),
+    )?)
+}
+
+#[debug_handler(state = AppContext)]
+async fn show(
+    ViewEngine(v): ViewEngine<TeraView>,
+    Query(notice): Query<Notice>,
+    mut current: CurrentUser,
+) -> Result<Response, AppError> {
+    let notice = match notice.notice.as_deref() {
+        Some("password_changed") => "Password changed. Your other sessions were ended.",
+        _ => "",
+    };
+    render(&v, &mut current, notice, ("", ""), StatusCode::OK).await
+}
+
+#[debug_handler(state = AppContext)]
+async fn change_password(
+    State(ctx): State<AppContext>,
+    ViewEngine(v): ViewEngine<TeraView>,
+    SessionLayer(sessions): SessionLayer,
+    mut current: CurrentUser,
+    CsrfForm(form): CsrfForm<PasswordForm>,
+) -> Result<Response, AppError> {
+    let length = form.new_password.chars().count();
+    let new_error = if length < MIN_PASSWORD_LEN {
+        "Use at least 8 characters."
+    } else if length > MAX_PASSWORD_LEN {
+        "Use at most 128 characters."
+    } else {
+        ""
+    };
+    let current_ok = current.user.verify_password(&form.current_password).await?;
+    let current_error = if current_ok {
+        ""
+    } else {
+        "That is not your current password."
+    };
+    if !current_ok || !new_error.is_empty() {
+        return render(
+            &v,
+            &mut current,
+            "",
+            (current_error, new_error),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+
+    current
+        .user
+        .set_password(&ctx.db, &form.new_password)
+        .await?;
+    let keep = current.session.session_ref();
+    let ended = sessions
+        .revoke_user(current.user.id, keep.as_ref(), EndReason::PasswordChanged)
+        .await?;
+    current
+        .session
+        .rotate(EndReason::PasswordChanged.as_str())
+        .await?;
+    sessions.audit().record(
+        AuditEvent::new(EventKind::PasswordChanged)
+            .user(Some(current.user.id))
+            .session(current.session.session_ref())
+            .client(current.session.client())
+            .reason(format!("{ended} other sessions ended")),
+    );
+    Ok(Redirect::to("/account?notice=password_changed").into_response())
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .prefix("/account")
+        .add("/", get(show))
+        .add("/password", post(change_password))
+}

@@ -1,0 +1,335 @@
+//! The session registry: one SQL row per session, so a user can list and end their
+//! sessions and an admin can count them, without scanning the store.
+//!
+//! Rows name a session by its ref and store key (keyed hashes), never by the cookie's ID.
+//! The registry cleans itself: rows of ended sessions are kept for a day (recent history
+//! for the admin page), rows whose session has expired or is gone from the store are
+//! pruned by [`SessionRegistry::prune`]. Nothing here grows forever.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use sea_orm::{
+    sea_query::Expr, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use tower_sessions::{session::Id, session_store::SessionStore};
+
+use super::stores::{hashed::SessionRef, Backend};
+use crate::models::_entities::{user_sessions, users};
+
+/// How long rows of ended sessions stay for the record.
+const ENDED_RETENTION_HOURS: i64 = 24;
+
+/// Why a session ended, as the registry and the audit trail write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Logout,
+    IdleExpired,
+    AbsoluteExpired,
+    RevokedByUser,
+    RevokedByAdmin,
+    RevokedByLimit,
+    PasswordChanged,
+    UserDisabled,
+    /// Found expired or missing from the store by the cleanup.
+    Gone,
+}
+
+impl EndReason {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::IdleExpired => "idle_expired",
+            Self::AbsoluteExpired => "absolute_expired",
+            Self::RevokedByUser => "revoked_by_user",
+            Self::RevokedByAdmin => "revoked_by_admin",
+            Self::RevokedByLimit => "revoked_by_limit",
+            Self::PasswordChanged => "password_changed",
+            Self::UserDisabled => "user_disabled",
+            Self::Gone => "gone",
+        }
+    }
+}
+
+/// A session as the registry records it at login.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub user_id: i64,
+    pub session_ref: SessionRef,
+    pub store_key: Id,
+    pub store: &'static str,
+    pub expires_at: DateTime<FixedOffset>,
+    pub user_agent: String,
+    pub ip: Option<String>,
+}
+
+/// What [`SessionRegistry::prune`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Rows of sessions that expired or vanished from the store.
+    pub gone: u64,
+    /// Rows of sessions ended more than a day ago.
+    pub ended: u64,
+}
+
+/// The registry over one database.
+#[derive(Debug, Clone)]
+pub struct SessionRegistry {
+    db: DatabaseConnection,
+}
+
+fn now() -> DateTime<FixedOffset> {
+    Utc::now().fixed_offset()
+}
+
+/// Parses a stored key back into the store's `Id`.
+#[must_use]
+pub fn store_key_of(row: &user_sessions::Model) -> Option<Id> {
+    row.store_key.parse().ok()
+}
+
+impl SessionRegistry {
+    #[must_use]
+    pub const fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Records a new session and enforces `limit` live sessions per user: the least
+    /// recently used beyond it are marked ended and returned, for the caller to delete
+    /// from the store. Concurrent logins of one user are serialized by a lock on the
+    /// user's row, so the limit holds under a burst of simultaneous logins.
+    ///
+    /// # Errors
+    /// A database error; nothing is recorded then.
+    pub async fn register(
+        &self,
+        entry: NewEntry,
+        limit: usize,
+    ) -> Result<Vec<user_sessions::Model>, DbErr> {
+        let txn = self.db.begin().await?;
+        // Taking the write lock first: PostgreSQL locks the user's row, SQLite the database.
+        users::Entity::update_many()
+            .col_expr(users::Column::Admin, Expr::col(users::Column::Admin).into())
+            .filter(users::Column::Id.eq(entry.user_id))
+            .exec(&txn)
+            .await?;
+        let now = now();
+        user_sessions::Entity::insert(user_sessions::ActiveModel {
+            created_at: ActiveValue::Set(now),
+            updated_at: ActiveValue::Set(now),
+            user_id: ActiveValue::Set(entry.user_id),
+            session_ref: ActiveValue::Set(entry.session_ref.to_string()),
+            store_key: ActiveValue::Set(entry.store_key.to_string()),
+            store: ActiveValue::Set(entry.store.to_string()),
+            last_seen_at: ActiveValue::Set(now),
+            expires_at: ActiveValue::Set(entry.expires_at),
+            user_agent: ActiveValue::Set(entry.user_agent),
+            ip: ActiveValue::Set(entry.ip),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+        let live = Self::live_query(entry.user_id)
+            .order_by_desc(user_sessions::Column::LastSeenAt)
+            .order_by_desc(user_sessions::Column::Id)
+            .all(&txn)
+            .await?;
+        let evicted: Vec<_> = live.into_iter().skip(limit).collect();
+        if !evicted.is_empty() {
+            Self::mark_ended(
+                &txn,
+                evicted.iter().map(|r| r.id).collect(),
+                EndReason::RevokedByLimit,
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(evicted)
+    }
+
+    fn live_query(user_id: i64) -> sea_orm::Select<user_sessions::Entity> {
+        user_sessions::Entity::find()
+            .filter(user_sessions::Column::UserId.eq(user_id))
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+    }
+
+    async fn mark_ended<C: ConnectionTrait>(
+        db: &C,
+        ids: Vec<i64>,
+        reason: EndReason,
+    ) -> Result<(), DbErr> {
+        let now = now();
+        user_sessions::Entity::update_many()
+            .col_expr(user_sessions::Column::EndedAt, Expr::value(now))
+            .col_expr(
+                user_sessions::Column::EndReason,
+                Expr::value(reason.as_str()),
+            )
+            .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
+            .filter(user_sessions::Column::Id.is_in(ids))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Records activity (called at most once per touch interval per session).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn touch(
+        &self,
+        session_ref: &SessionRef,
+        expires_at: DateTime<FixedOffset>,
+    ) -> Result<(), DbErr> {
+        let now = now();
+        user_sessions::Entity::update_many()
+            .col_expr(user_sessions::Column::LastSeenAt, Expr::value(now))
+            .col_expr(user_sessions::Column::ExpiresAt, Expr::value(expires_at))
+            .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
+            .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a row to the session's new ID after a rotation.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn rotate(
+        &self,
+        old: &SessionRef,
+        new: &SessionRef,
+        new_key: Id,
+    ) -> Result<(), DbErr> {
+        let now = now();
+        user_sessions::Entity::update_many()
+            .col_expr(user_sessions::Column::SessionRef, Expr::value(new.as_str()))
+            .col_expr(
+                user_sessions::Column::StoreKey,
+                Expr::value(new_key.to_string()),
+            )
+            .col_expr(user_sessions::Column::LastSeenAt, Expr::value(now))
+            .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
+            .filter(user_sessions::Column::SessionRef.eq(old.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks one session ended; its row, if it was live.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn end(
+        &self,
+        session_ref: &SessionRef,
+        reason: EndReason,
+    ) -> Result<Option<user_sessions::Model>, DbErr> {
+        let row = user_sessions::Entity::find()
+            .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .one(&self.db)
+            .await?;
+        if let Some(row) = &row {
+            Self::mark_ended(&self.db, vec![row.id], reason).await?;
+        }
+        Ok(row)
+    }
+
+    /// A user's live sessions, most recently used first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_for_user(&self, user_id: i64) -> Result<Vec<user_sessions::Model>, DbErr> {
+        Self::live_query(user_id)
+            .order_by_desc(user_sessions::Column::LastSeenAt)
+            .order_by_desc(user_sessions::Column::Id)
+            .all(&self.db)
+            .await
+    }
+
+    /// Every live session (for revoking them all).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live(&self) -> Result<Vec<user_sessions::Model>, DbErr> {
+        user_sessions::Entity::find()
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+            .all(&self.db)
+            .await
+    }
+
+    /// Live sessions per store.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_counts_by_store(&self) -> Result<Vec<(String, u64)>, DbErr> {
+        let rows: Vec<(String, i64)> = user_sessions::Entity::find()
+            .select_only()
+            .column(user_sessions::Column::Store)
+            .column_as(user_sessions::Column::Id.count(), "count")
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+            .group_by(user_sessions::Column::Store)
+            .order_by_asc(user_sessions::Column::Store)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(store, n)| (store, n.unsigned_abs()))
+            .collect())
+    }
+
+    /// Rows in the table, ended or not.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn row_count(&self) -> Result<u64, DbErr> {
+        user_sessions::Entity::find().count(&self.db).await
+    }
+
+    /// Removes rows of sessions that expired or are gone from `store`, and rows of
+    /// sessions ended more than a day ago.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn prune(&self, store: &Backend) -> Result<PruneReport, DbErr> {
+        let mut report = PruneReport::default();
+        let now = now();
+        let open = user_sessions::Entity::find()
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .all(&self.db)
+            .await?;
+        let mut gone = Vec::new();
+        for row in open {
+            let vanished = match store_key_of(&row) {
+                _ if row.expires_at <= now => true,
+                None => true,
+                // A store that does not answer proves nothing: keep the row.
+                Some(key) => matches!(store.load(&key).await, Ok(None)),
+            };
+            if vanished {
+                gone.push(row.id);
+            }
+        }
+        if !gone.is_empty() {
+            report.gone = gone.len() as u64;
+            user_sessions::Entity::delete_many()
+                .filter(user_sessions::Column::Id.is_in(gone))
+                .exec(&self.db)
+                .await?;
+        }
+        let cutoff = now - chrono::Duration::hours(ENDED_RETENTION_HOURS);
+        report.ended = user_sessions::Entity::delete_many()
+            .filter(user_sessions::Column::EndedAt.lt(cutoff))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(report)
+    }
+}

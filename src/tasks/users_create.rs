@@ -1,0 +1,74 @@
+//! `cargo loco task users_create email:ann@example.com name:Ann password:... admin:true`
+//!
+//! Creates an account, e.g. the first admin. Idempotent: an existing email is reported
+//! and left unchanged.
+
+use loco_rs::{
+    app::AppContext,
+    model::ModelError,
+    task::{Task, TaskInfo, Vars},
+    Error, Result,
+};
+
+use crate::models::users::{self, NewUser};
+
+pub struct UsersCreate;
+
+fn bad_args(reason: impl std::fmt::Display) -> Error {
+    Error::Message(format!(
+        "users_create: {reason} (usage: users_create email:EMAIL name:NAME password:PASSWORD [admin:true|false])"
+    ))
+}
+
+#[async_trait::async_trait]
+impl Task for UsersCreate {
+    fn task(&self) -> TaskInfo {
+        TaskInfo {
+            name: "users_create".to_string(),
+            detail: "Create a user: email: name: password: admin:true|false".to_string(),
+        }
+    }
+
+    async fn run(&self, ctx: &AppContext, vars: &Vars) -> Result<()> {
+        let arg = |key: &str| {
+            vars.cli_arg(key)
+                .map_err(|_| bad_args(format!("missing {key}:")))
+        };
+        let (email, name, password) = (arg("email")?, arg("name")?, arg("password")?);
+        let admin = match vars.cli.get("admin").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(bad_args(format!(
+                    "admin must be true or false, not `{other}`"
+                )))
+            }
+        };
+        let new_user = NewUser::parse(name, email, password).map_err(|errors| {
+            let reasons: Vec<&str> = [errors.name, errors.email, errors.password]
+                .into_iter()
+                .flatten()
+                .collect();
+            bad_args(reasons.join(" "))
+        })?;
+        match users::Model::create_with_password(&ctx.db, &new_user, admin).await {
+            Ok(user) => {
+                println!(
+                    "created {} user {} (id {})",
+                    if admin { "admin" } else { "regular" },
+                    user.email,
+                    user.id
+                );
+                Ok(())
+            }
+            Err(ModelError::EntityAlreadyExists) => {
+                println!(
+                    "user {} already exists; nothing changed",
+                    new_user.email.as_str()
+                );
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
