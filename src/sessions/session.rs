@@ -49,6 +49,11 @@ pub struct SessionView {
     pub store: &'static str,
 }
 
+/// How long a store keeps a record past the moment the policy ends it. Within this
+/// window the app itself finds the session expired, so it can say why (idle or absolute)
+/// in the registry and the audit trail; after it the store drops the record by itself.
+pub const STORE_GRACE_SECS: i64 = 60;
+
 pub(crate) fn now() -> UnixTime {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -199,7 +204,8 @@ impl AppSession {
     ) -> Result<(), SessionError> {
         if self.user_id().is_some() {
             // Logging in over a logged-in session ends that one.
-            self.end_registration(EndReason::Logout).await;
+            self.end_registration(self.session_ref().as_ref(), EndReason::Logout)
+                .await;
         }
         self.session.cycle_id().await?;
         let now = now();
@@ -356,7 +362,8 @@ impl AppSession {
     /// Writes `data` and the record's server-side expiry. The expiry is not part of the
     /// record tower-sessions loads, so it is set again on every write, here and only here.
     async fn write(&self, data: &SessionData) -> Result<(), SessionError> {
-        let expires_at = OffsetDateTime::from_unix_timestamp(self.expires_at(data))
+        let store_expiry = self.expires_at(data).saturating_add(STORE_GRACE_SECS);
+        let expires_at = OffsetDateTime::from_unix_timestamp(store_expiry)
             .map_err(|e| SessionError::Corrupt(e.to_string()))?;
         self.session
             .set_expiry(Some(Expiry::AtDateTime(expires_at)));
@@ -382,9 +389,9 @@ impl AppSession {
     }
 
     /// Marks the registry row ended; a failure is logged (the cleanup prunes the row).
-    async fn end_registration(&self, reason: EndReason) {
-        if let Some(session_ref) = self.session_ref() {
-            if let Err(error) = self.sessions.registry().end(&session_ref, reason).await {
+    async fn end_registration(&self, session_ref: Option<&SessionRef>, reason: EndReason) {
+        if let Some(session_ref) = session_ref {
+            if let Err(error) = self.sessions.registry().end(session_ref, reason).await {
                 tracing::warn!(%error, session = %session_ref, "registry end failed");
             }
         }
@@ -395,7 +402,7 @@ impl AppSession {
         let session_ref = self.session_ref();
         self.session.flush().await?;
         if user_id.is_some() {
-            self.end_registration(reason).await;
+            self.end_registration(session_ref.as_ref(), reason).await;
             self.sessions.audit().record(
                 AuditEvent::new(kind)
                     .user(user_id)

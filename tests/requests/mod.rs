@@ -1,6 +1,11 @@
+mod admin;
 mod auth;
 mod cookies;
 mod csrf;
 mod expiry;
+mod my_sessions;
+mod platforms;
 mod production;
 mod redis;
+mod registry;
+mod secrecy;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod redis;
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc};
@@ -20,29 +21,73 @@ use tempfile::TempDir;
 use tessera::{app::App, sessions::Sessions};
 use tower_sessions::session::Id;
 
-/// A booted app and the throwaway directory that holds its database.
+/// A booted app and the throwaway directory and database it uses.
 pub struct TestApp {
     pub ctx: AppContext,
     router: axum::Router,
-    _scratch: Arc<TempDir>,
+    _scratch: Arc<Scratch>,
+}
+
+/// Which SQL database a test app gets: a fresh one either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    Sqlite,
+    Postgres,
 }
 
 /// What a test may change about the app it boots.
 pub struct Settings {
     pub environment: Environment,
+    pub database: Database,
     /// Merged into `settings.sessions`.
     pub sessions: Value,
-    /// Reuse another app's scratch directory (same database), as a second instance would.
-    pub share_with: Option<Arc<TempDir>>,
+    /// Reuse another app's scratch directory and database, as a second instance would.
+    pub share_with: Option<Arc<Scratch>>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             environment: Environment::Test,
+            database: Database::Sqlite,
             sessions: json!({}),
             share_with: None,
         }
+    }
+}
+
+/// A temporary directory and a database URL that live as long as the apps using them.
+pub struct Scratch {
+    dir: TempDir,
+    database_url: String,
+    postgres: Option<postgres::TestDatabase>,
+}
+
+impl Scratch {
+    async fn new(database: Database) -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let (database_url, postgres) = match database {
+            Database::Sqlite => (
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("tessera.sqlite").display()
+                ),
+                None,
+            ),
+            Database::Postgres => {
+                let db = postgres::TestDatabase::create().await;
+                (db.url.clone(), Some(db))
+            }
+        };
+        Self {
+            dir,
+            database_url,
+            postgres,
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }
 
@@ -77,17 +122,16 @@ impl TestApp {
     }
 
     pub async fn try_with(settings: Settings) -> loco_rs::Result<Self> {
-        let scratch = settings
-            .share_with
-            .unwrap_or_else(|| Arc::new(TempDir::new().expect("temp dir")));
+        let scratch = match settings.share_with {
+            Some(scratch) => scratch,
+            None => Arc::new(Scratch::new(settings.database).await),
+        };
         let mut config = App::load_config(&settings.environment).await?;
-        config.database.uri = format!(
-            "sqlite://{}?mode=rwc",
-            scratch.path().join("tessera.sqlite").display()
-        );
+        config.database.uri = scratch.database_url.clone();
         config.database.dangerously_recreate = false;
         config.database.dangerously_truncate = false;
-        config.database.max_connections = 2;
+        config.database.max_connections = 4;
+        config.database.connect_timeout = 5000;
         config.logger.enable = false;
         let app_settings = config.settings.get_or_insert_with(|| json!({}));
         let mut sessions = json!({
@@ -118,7 +162,7 @@ impl TestApp {
         .expect("test server")
     }
 
-    pub fn scratch(&self) -> Arc<TempDir> {
+    pub fn scratch(&self) -> Arc<Scratch> {
         self._scratch.clone()
     }
 
@@ -163,6 +207,44 @@ impl TestApp {
             form.push(("remember", "on"));
         }
         browser.post("/login").form(&form).await
+    }
+
+    /// A new browser logged in as an existing user, and its session ID.
+    pub async fn browser_logged_in_as(&self, email: &str) -> (TestServer, String) {
+        let browser = self.browser();
+        let response = self
+            .log_in(&browser, email, "correct horse battery", false)
+            .await;
+        assert_eq!(location(&response), "/dashboard", "login as {email}");
+        let id = session_id_set(&response, &self.sessions().config().cookie.name)
+            .expect("a session cookie");
+        (browser, id)
+    }
+
+    /// Creates a user directly in the database (password "correct horse battery").
+    pub async fn create_user(&self, email: &str, admin: bool) -> tessera::models::users::Model {
+        let new =
+            tessera::models::users::NewUser::parse("Some Body", email, "correct horse battery")
+                .expect("valid user");
+        tessera::models::users::Model::create_with_password(&self.ctx.db, &new, admin)
+            .await
+            .expect("user created")
+    }
+
+    /// Waits until the audit trail has written every event so far.
+    pub async fn flush_audit(&self) {
+        self.sessions().audit().flush().await;
+    }
+
+    /// Whether the store still holds a record for cookie ID `id`.
+    pub async fn store_has(&self, id: &str) -> bool {
+        use tower_sessions::session_store::SessionStore;
+        self.sessions()
+            .store()
+            .load(&parse_id(id))
+            .await
+            .expect("store answers")
+            .is_some()
     }
 
     /// A new browser with a freshly registered, logged-in user.
