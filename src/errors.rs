@@ -75,11 +75,7 @@ impl IntoResponse for AppError {
             Self::Session(error) => error.into_response(),
             Self::Internal(error) => {
                 tracing::error!(%error, "request failed");
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "The error was logged. Please try again in a moment.",
-                )
+                internal_error_page()
             }
         }
     }
@@ -110,22 +106,22 @@ impl IntoResponse for SessionError {
             }
             Self::Registry(error) => {
                 tracing::error!(%error, "session registry failed");
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "The error was logged. Please try again in a moment.",
-                )
+                internal_error_page()
             }
             Self::NotInstalled => {
                 tracing::error!("session layer missing on this route");
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "The error was logged. Please try again in a moment.",
-                )
+                internal_error_page()
             }
         }
     }
+}
+
+fn internal_error_page() -> Response {
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The error was logged. Please try again in a moment.",
+    )
 }
 
 /// A complete, self-contained HTML error page. It needs no template engine and no session,

@@ -100,13 +100,18 @@ async fn show(
     )?)
 }
 
-async fn find_user(ctx: &AppContext, email: &str) -> Result<Option<users::Model>, AppError> {
+/// The account a form names; an unknown email sends the admin back with a notice.
+async fn find_user(
+    ctx: &AppContext,
+    email: &str,
+) -> Result<Result<users::Model, Response>, AppError> {
+    let unknown = || Redirect::to("/admin/sessions?error=unknown_user").into_response();
     let Ok(email) = EmailAddress::parse(email) else {
-        return Ok(None);
+        return Ok(Err(unknown()));
     };
     match users::Model::find_by_email(&ctx.db, &email).await {
-        Ok(user) => Ok(Some(user)),
-        Err(loco_rs::model::ModelError::EntityNotFound) => Ok(None),
+        Ok(user) => Ok(Ok(user)),
+        Err(loco_rs::model::ModelError::EntityNotFound) => Ok(Err(unknown())),
         Err(e) => Err(e.into()),
     }
 }
@@ -122,8 +127,9 @@ async fn revoke_user(
     AdminUser(admin): AdminUser,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Result<Response, AppError> {
-    let Some(user) = find_user(&ctx, &form.email).await? else {
-        return Ok(Redirect::to("/admin/sessions?error=unknown_user").into_response());
+    let user = match find_user(&ctx, &form.email).await? {
+        Ok(user) => user,
+        Err(back) => return Ok(back),
     };
     // An admin ending their own sessions keeps the one they act from.
     let keep = (user.id == admin.user.id)
@@ -142,8 +148,9 @@ async fn disable_user(
     AdminUser(admin): AdminUser,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Result<Response, AppError> {
-    let Some(user) = find_user(&ctx, &form.email).await? else {
-        return Ok(Redirect::to("/admin/sessions?error=unknown_user").into_response());
+    let user = match find_user(&ctx, &form.email).await? {
+        Ok(user) => user,
+        Err(back) => return Ok(back),
     };
     if user.id == admin.user.id {
         return Err(AppError::BadRequest(

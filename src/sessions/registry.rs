@@ -109,7 +109,7 @@ impl SessionRegistry {
         let txn = self.db.begin().await?;
         // Taking the write lock first: PostgreSQL locks the user's row, SQLite the database.
         users::Entity::update_many()
-            .col_expr(users::Column::Admin, Expr::col(users::Column::Admin).into())
+            .col_expr(users::Column::Admin, Expr::col(users::Column::Admin))
             .filter(users::Column::Id.eq(entry.user_id))
             .exec(&txn)
             .await?;
