@@ -95,6 +95,28 @@ async fn login_page(
     Ok(serve_without_session(page))
 }
 
+/// The login page again, with `error` next to the form.
+async fn login_refused(
+    v: &TeraView,
+    session: &mut AppSession,
+    status: StatusCode,
+    email: &str,
+    error: &str,
+) -> Result<Response, AppError> {
+    let csrf_token = session.csrf_token().await?;
+    Ok(format::render().status(status).view(
+        v,
+        "auth/login.html",
+        data!({
+            "csrf_token": csrf_token,
+            "store_down": false,
+            "notice": "",
+            "email": email,
+            "error": error,
+        }),
+    )?)
+}
+
 #[debug_handler]
 async fn login(
     State(ctx): State<AppContext>,
@@ -104,31 +126,61 @@ async fn login(
     mut session: AppSession,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, AppError> {
-    let user = match EmailAddress::parse(&form.email) {
-        Ok(email) => users::Model::authenticate(&ctx.db, &email, &form.password).await?,
+    let email = EmailAddress::parse(&form.email);
+    // Counted by what was typed, account or not: the throttle must not reveal accounts.
+    let account = email.as_ref().map_or_else(
+        |_| form.email.trim().to_lowercase(),
+        |e| e.as_str().to_string(),
+    );
+    let throttle = sessions.throttle();
+    if let Some(wait) = throttle.blocked(&account, client.ip.as_deref()).await? {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        sessions.audit().record(
+            AuditEvent::new(EventKind::LoginThrottled)
+                .client(client)
+                .reason(format!("retry in {minutes} min")),
+        );
+        let message = format!(
+            "Too many attempts. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        );
+        let mut page = login_refused(
+            &v,
+            &mut session,
+            StatusCode::TOO_MANY_REQUESTS,
+            form.email.trim(),
+            &message,
+        )
+        .await?;
+        if let Ok(value) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            page.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return Ok(page);
+    }
+    let user = match &email {
+        Ok(email) => users::Model::authenticate(&ctx.db, email, &form.password).await?,
         Err(_) => None,
     };
     let Some(user) = user else {
+        throttle
+            .record_failure(&account, client.ip.as_deref())
+            .await?;
         sessions.audit().record(
             AuditEvent::new(EventKind::LoginFailed)
                 .client(client)
                 .reason("wrong email or password"),
         );
-        let csrf_token = session.csrf_token().await?;
-        return Ok(format::render()
-            .status(StatusCode::UNPROCESSABLE_ENTITY)
-            .view(
-                &v,
-                "auth/login.html",
-                data!({
-                    "csrf_token": csrf_token,
-                    "store_down": false,
-                    "notice": "",
-                    "email": form.email.trim(),
-                    "error": "Email or password is incorrect.",
-                }),
-            )?);
+        return login_refused(
+            &v,
+            &mut session,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form.email.trim(),
+            "Email or password is incorrect.",
+        )
+        .await;
     };
+    throttle.clear_account(&account).await?;
     session
         .log_in(user.id, form.remember.as_deref() == Some("on"), client)
         .await?;
@@ -226,7 +278,13 @@ async fn logout(
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {
     session.log_out().await?;
-    Ok(Redirect::to("/login").into_response())
+    let mut response = Redirect::to("/login").into_response();
+    // Tell the browser to drop every cookie of this origin, not only the session's.
+    response.headers_mut().insert(
+        axum::http::HeaderName::from_static("clear-site-data"),
+        axum::http::HeaderValue::from_static("\"cookies\""),
+    );
+    Ok(response)
 }
 
 pub fn routes() -> Routes {

@@ -2,14 +2,14 @@
 //! pages behind login, [`AdminUser`] for the admin pages, [`CsrfForm`] for every
 //! state-changing form, [`Client`] for what a session records about the browser.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
-    http::{header::USER_AGENT, request::Parts},
+    extract::{FromRequest, FromRequestParts, Request},
+    http::request::Parts,
 };
-use loco_rs::{app::AppContext, controller::middleware::remote_ip::RemoteIP};
+use loco_rs::app::AppContext;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -117,9 +117,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionLayer {
     }
 }
 
-/// The browser behind the request: its user agent and IP address. The IP comes from
-/// Loco's `remote_ip` middleware when it is configured (behind a proxy), else from the
-/// socket.
+/// The browser behind the request: its user agent and IP address.
 #[derive(Debug, Clone)]
 pub struct Client(pub ClientInfo);
 
@@ -127,19 +125,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let user_agent = parts
-            .headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let ip = match parts.extensions.get::<RemoteIP>() {
-            Some(RemoteIP::Forwarded(ip) | RemoteIP::Socket(ip)) => Some(ip.to_string()),
-            _ => parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_string()),
-        };
-        Ok(Self(ClientInfo::new(user_agent, ip)))
+        Ok(Self(ClientInfo::from_parts(parts)))
     }
 }
 

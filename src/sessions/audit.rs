@@ -39,6 +39,8 @@ pub enum EventKind {
     PasswordChanged,
     PlatformSwitched,
     StoreError,
+    FingerprintMismatch,
+    LoginThrottled,
 }
 
 impl EventKind {
@@ -56,6 +58,8 @@ impl EventKind {
             Self::PasswordChanged => "password_changed",
             Self::PlatformSwitched => "platform_switched",
             Self::StoreError => "store_error",
+            Self::FingerprintMismatch => "fingerprint_mismatch",
+            Self::LoginThrottled => "login_throttled",
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct SessionData {
     pub csrf_token: String,
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub active_platform_id: Option<i64>,
+    /// A keyed hash of the browser (user agent, optionally its network) that logged in;
+    /// a request from another browser with this session's ID ends it.
+    #[serde(rename = "f", default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
 }
 
 impl SessionData {
@@ -49,6 +53,26 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// Reads the user agent and the client IP of a request. The IP comes from Loco's
+    /// `remote_ip` middleware when it is configured (behind a proxy), else from the socket.
+    #[must_use]
+    pub fn from_parts(parts: &axum::http::request::Parts) -> Self {
+        use loco_rs::controller::middleware::remote_ip::RemoteIP;
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let ip = match parts.extensions.get::<RemoteIP>() {
+            Some(RemoteIP::Forwarded(ip) | RemoteIP::Socket(ip)) => Some(ip.to_string()),
+            _ => parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string()),
+        };
+        Self::new(user_agent, ip)
+    }
+
     /// Keeps at most [`MAX_USER_AGENT_LEN`] characters of the user agent.
     #[must_use]
     pub fn new(user_agent: &str, ip: Option<String>) -> Self {

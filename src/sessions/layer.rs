@@ -6,7 +6,13 @@
 //! lifetime to the record's. Here a failed save is the 503 page, and the cookie follows
 //! the session's "remember me" choice while the record follows the server's timeouts.
 
-use std::{str::FromStr, sync::Arc};
+use std::{
+    str::FromStr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 use axum::{
     extract::{Request, State},
@@ -51,6 +57,22 @@ pub fn session_id_from_headers(headers: &HeaderMap, cookie_name: &str) -> Option
 #[derive(Debug, Clone, Copy)]
 pub struct ServeWithoutSession;
 
+/// Set by [`super::AppSession`] when the request belongs to a logged-in user, so the
+/// middleware marks the response `Cache-Control: no-store`: a page behind login must not
+/// be kept by the browser's back button cache or by a shared proxy.
+#[derive(Debug, Clone, Default)]
+pub struct ServedToUser(Arc<AtomicBool>);
+
+impl ServedToUser {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The middleware; install it with `axum::middleware::from_fn_with_state(sessions, ..)`.
 pub async fn session_middleware(
     State(sessions): State<Arc<Sessions>>,
@@ -60,10 +82,17 @@ pub async fn session_middleware(
     let cookie_name = &sessions.config().cookie.name;
     let id = session_id_from_headers(request.headers(), cookie_name);
     let session = Session::new(id, sessions.store(), None);
+    let served_to_user = ServedToUser::default();
     request.extensions_mut().insert(session.clone());
     request.extensions_mut().insert(sessions.clone());
+    request.extensions_mut().insert(served_to_user.clone());
 
     let mut response = next.run(request).await;
+    if served_to_user.is_set() {
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if !session.is_modified() {
         return response;
     }

@@ -27,6 +27,7 @@ pub mod registry;
 pub mod session;
 pub mod settings;
 pub mod stores;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -38,9 +39,12 @@ use self::{
     audit::{AuditEvent, AuditLog, EventKind},
     registry::{store_key_of, EndReason, SessionRegistry},
     stores::{
+        encrypted::Encrypted,
         hashed::{HashedIds, IdHasher},
+        limited::SizeLimited,
         Backend, Instrumented, StoreCounts, StoreHealth,
     },
+    throttle::LoginThrottle,
 };
 pub use self::{
     data::ClientInfo,
@@ -51,8 +55,9 @@ pub use self::{
 };
 use crate::models::_entities::user_sessions;
 
-/// The store stack every request goes through: counted, then keyed by hashed IDs.
-pub type SessionStack = Instrumented<HashedIds<Backend>>;
+/// The store stack every request goes through, outside in: counted, size-limited, keyed
+/// by hashed IDs, sealed (when `encrypt` is on), stored.
+pub type SessionStack = Instrumented<SizeLimited<HashedIds<Encrypted<Backend>>>>;
 
 /// The session layer of one running app.
 #[derive(Debug)]
@@ -61,6 +66,7 @@ pub struct Sessions {
     store: Arc<SessionStack>,
     registry: SessionRegistry,
     audit: AuditLog,
+    throttle: LoginThrottle,
 }
 
 impl Sessions {
@@ -71,11 +77,15 @@ impl Sessions {
     pub fn open(config: SessionConfig, db: DatabaseConnection) -> Result<Self, String> {
         let backend = Backend::open(&config)?;
         let hasher = IdHasher::new(&config.secret);
+        let throttle = LoginThrottle::new(backend.clone(), hasher.clone(), config.throttle.clone());
+        let sealed = Encrypted::new(backend, config.encryption.clone());
+        let limited = SizeLimited::new(HashedIds::new(sealed, hasher), config.max_record_bytes);
         Ok(Self {
             config,
-            store: Arc::new(Instrumented::new(HashedIds::new(backend, hasher))),
+            store: Arc::new(Instrumented::new(limited)),
             registry: SessionRegistry::new(db.clone()),
             audit: AuditLog::start(db),
+            throttle,
         })
     }
 
@@ -112,15 +122,42 @@ impl Sessions {
         self.store.clone()
     }
 
-    /// The opened backend, keyed by store keys (not cookie IDs).
+    fn hashed(&self) -> &HashedIds<Encrypted<Backend>> {
+        self.store.inner().inner()
+    }
+
+    /// The store under the ID hashing: keyed by store keys (not cookie IDs), records
+    /// sealed when encryption is on. Revocation and cleanup work at this level.
+    #[must_use]
+    pub fn keyed_store(&self) -> &Encrypted<Backend> {
+        self.hashed().inner()
+    }
+
+    /// The opened backend, keyed by store keys, holding records as stored.
     #[must_use]
     pub fn backend(&self) -> &Backend {
-        self.store.inner().inner()
+        self.keyed_store().inner()
     }
 
     #[must_use]
     pub fn hasher(&self) -> &IdHasher {
-        self.store.inner().hasher()
+        self.hashed().hasher()
+    }
+
+    /// The fingerprint a session started by `client` carries: a keyed hash of its user
+    /// agent and, when configured, of its network (IPv4 /24, IPv6 /64).
+    #[must_use]
+    pub fn fingerprint(&self, client: &ClientInfo) -> String {
+        let network = if self.config.fingerprint.bind_ip_prefix {
+            client
+                .ip
+                .as_deref()
+                .and_then(network_prefix)
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        self.hasher().fingerprint(&client.user_agent, &network)
     }
 
     /// The name logs, SQL and URLs use for the session with cookie ID `id`.
@@ -137,6 +174,11 @@ impl Sessions {
     #[must_use]
     pub const fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    #[must_use]
+    pub const fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
     }
 
     /// Operation counts since start.
@@ -208,6 +250,20 @@ impl Sessions {
             self.revoke(row, reason).await?;
         }
         Ok(rows.len())
+    }
+}
+
+/// The network an address belongs to, for fingerprints: its IPv4 /24 or IPv6 /64.
+fn network_prefix(ip: &str) -> Option<String> {
+    match ip.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Some(format!("{a}.{b}.{c}.0/24"))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub enum EndReason {
     RevokedByLimit,
     PasswordChanged,
     UserDisabled,
+    /// Used from another browser than the one that logged in.
+    FingerprintMismatch,
     /// Found expired or missing from the store by the cleanup.
     Gone,
 }
@@ -46,6 +48,7 @@ impl EndReason {
             Self::RevokedByLimit => "revoked_by_limit",
             Self::PasswordChanged => "password_changed",
             Self::UserDisabled => "user_disabled",
+            Self::FingerprintMismatch => "fingerprint_mismatch",
             Self::Gone => "gone",
         }
     }

@@ -13,6 +13,7 @@ use super::{
     csrf,
     data::{ClientInfo, SessionData},
     error::SessionError,
+    layer::ServedToUser,
     policy::{UnixTime, Verdict},
     registry::{EndReason, NewEntry},
     stores::hashed::SessionRef,
@@ -75,11 +76,16 @@ fn chrono_time(t: UnixTime) -> chrono::DateTime<chrono::FixedOffset> {
 }
 
 impl AppSession {
-    /// Loads the session behind `session` and applies the policy to it.
+    /// Loads the session behind `session` and applies the policy to it, for a request
+    /// from `client`.
     ///
     /// # Errors
     /// [`SessionError::StoreUnavailable`] when the store does not answer.
-    pub async fn load(session: Session, sessions: Arc<Sessions>) -> Result<Self, SessionError> {
+    pub async fn load(
+        session: Session,
+        sessions: Arc<Sessions>,
+        client: &ClientInfo,
+    ) -> Result<Self, SessionError> {
         let stored = match session.get::<SessionData>(SessionData::KEY).await {
             Ok(data) => data,
             // A record we cannot decode is no session, never an error page.
@@ -94,6 +100,17 @@ impl AppSession {
         let Some(mut data) = stored else {
             return Ok(this);
         };
+        if !data.fingerprint.is_empty() && data.fingerprint != this.sessions.fingerprint(client) {
+            // The ID is being used from another browser than the one that logged in: a
+            // stolen cookie, most likely. End the session for both.
+            this.data = Some(data);
+            this.end(
+                EventKind::FingerprintMismatch,
+                EndReason::FingerprintMismatch,
+            )
+            .await?;
+            return Ok(this);
+        }
         let now = now();
         let verdict = this
             .sessions
@@ -175,6 +192,7 @@ impl AppSession {
             ip: None,
             csrf_token: csrf::new_token(),
             active_platform_id: None,
+            fingerprint: String::new(),
         };
         self.write(&data).await?;
         let token = data.csrf_token.clone();
@@ -218,6 +236,7 @@ impl AppSession {
             ip: client.ip.clone(),
             csrf_token: csrf::new_token(),
             active_platform_id: None,
+            fingerprint: self.sessions.fingerprint(&client),
         };
         self.write(&data).await?;
         // Saved now, not by the middleware: the registry needs the new ID.
@@ -430,6 +449,12 @@ impl<S: Send + Sync> FromRequestParts<S> for AppSession {
             .get::<Arc<Sessions>>()
             .cloned()
             .ok_or(SessionError::NotInstalled)?;
-        Self::load(session, sessions).await
+        let this = Self::load(session, sessions, &ClientInfo::from_parts(parts)).await?;
+        if this.user_id().is_some() {
+            if let Some(marker) = parts.extensions.get::<ServedToUser>() {
+                marker.set();
+            }
+        }
+        Ok(this)
     }
 }

@@ -10,7 +10,7 @@ use std::{fmt, path::PathBuf, time::Duration};
 use loco_rs::environment::Environment;
 use serde::Deserialize;
 
-use super::policy::SessionPolicy;
+use super::{policy::SessionPolicy, stores::encrypted::EncryptionKeys};
 
 /// Shortest accepted `SESSION_SECRET`: the HMAC key for session refs needs 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -66,10 +66,73 @@ pub struct SessionSettings {
     /// Live sessions one user may hold; a login past it ends the least recently used.
     #[serde(default = "default_max_per_user")]
     pub max_per_user: usize,
+    /// A record whose data serializes larger than this is refused, never written.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// Seal every record with XChaCha20-Poly1305 before it reaches the store.
+    #[serde(default)]
+    pub encrypt: bool,
+    /// `SESSION_ENCRYPTION_KEYS`: comma-separated base64 of 32 bytes each; the first
+    /// encrypts, all decrypt. Unset: one key derived from the secret.
+    #[serde(default)]
+    pub encryption_keys: Option<String>,
+    /// Bind a logged-in session to the browser's user agent, and optionally its network.
+    #[serde(default)]
+    pub fingerprint: FingerprintSettings,
+    /// Failed-login throttling per account and per IP.
+    #[serde(default)]
+    pub throttle: ThrottleSettings,
     #[serde(default)]
     pub cookie: CookieSettings,
     #[serde(default)]
     pub redis: RedisSettings,
+}
+
+/// `settings.sessions.fingerprint`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FingerprintSettings {
+    /// Also bind to the client's network: the IPv4 /24 or IPv6 /64. Off by default:
+    /// mobile users change networks often, and would be logged out each time.
+    #[serde(default)]
+    pub bind_ip_prefix: bool,
+}
+
+/// `settings.sessions.throttle`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleSettings {
+    /// Failed logins per account within the window before further attempts are refused.
+    #[serde(default = "default_account_failures")]
+    pub account_failures: u32,
+    /// Failed logins per IP address within the window.
+    #[serde(default = "default_ip_failures")]
+    pub ip_failures: u32,
+    #[serde(default = "default_throttle_window")]
+    pub window_secs: u64,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            account_failures: default_account_failures(),
+            ip_failures: default_ip_failures(),
+            window_secs: default_throttle_window(),
+        }
+    }
+}
+
+const fn default_account_failures() -> u32 {
+    5
+}
+const fn default_ip_failures() -> u32 {
+    20
+}
+const fn default_throttle_window() -> u64 {
+    900
+}
+const fn default_max_record_bytes() -> usize {
+    16 * 1024
 }
 
 /// `settings.sessions.cookie`.
@@ -208,6 +271,11 @@ pub struct SessionConfig {
     pub secret: SessionSecret,
     pub policy: SessionPolicy,
     pub max_per_user: usize,
+    pub max_record_bytes: usize,
+    /// The keys records are sealed with; `None` when encryption is off.
+    pub encryption: Option<EncryptionKeys>,
+    pub fingerprint: FingerprintSettings,
+    pub throttle: ThrottleSettings,
     pub cookie: CookieConfig,
     pub redis: RedisConfig,
 }
@@ -277,6 +345,37 @@ impl SessionConfig {
         let cookie = check_cookie(settings.cookie, production)?;
         let redis = check_redis(settings.redis)?;
 
+        if settings.max_record_bytes < 1024 {
+            return Err(SettingsError::new(
+                "max_record_bytes",
+                "must be at least 1024",
+            ));
+        }
+        let throttle = settings.throttle;
+        if throttle.account_failures == 0 || throttle.ip_failures == 0 || throttle.window_secs == 0
+        {
+            return Err(SettingsError::new(
+                "throttle",
+                "limits and window must be more than 0",
+            ));
+        }
+        let secret_bytes = secret.clone().into_bytes();
+        let encryption = if settings.encrypt {
+            Some(
+                match settings
+                    .encryption_keys
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                {
+                    Some(list) => EncryptionKeys::parse(list)
+                        .map_err(|reason| SettingsError::new("encryption_keys", reason))?,
+                    None => EncryptionKeys::derive(&secret_bytes),
+                },
+            )
+        } else {
+            None
+        };
         if settings.max_per_user == 0 {
             return Err(SettingsError::new("max_per_user", "must be at least 1"));
         }
@@ -289,6 +388,10 @@ impl SessionConfig {
             secret: SessionSecret(secret.into_bytes()),
             policy,
             max_per_user: settings.max_per_user,
+            max_record_bytes: settings.max_record_bytes,
+            encryption,
+            fingerprint: settings.fingerprint,
+            throttle,
             cookie,
             redis,
         })

@@ -94,6 +94,30 @@ impl IdHasher {
         Self::ref_of_key(&self.store_key(id))
     }
 
+    /// 16 bytes of the keyed hash of `value` under `purpose`: stable names for things
+    /// that must not be stored in clear (emails, IPs).
+    #[must_use]
+    pub fn fingerprint_bytes(&self, purpose: &str, value: &str) -> [u8; 16] {
+        let mut mac = self.mac.clone();
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
+        mac.update(value.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+        out
+    }
+
+    /// A browser fingerprint: 128 bits of the keyed hash of its user agent and network.
+    #[must_use]
+    pub fn fingerprint(&self, user_agent: &str, network: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"tessera-fingerprint\0");
+        mac.update(user_agent.as_bytes());
+        mac.update(b"\0");
+        mac.update(network.as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+    }
+
     /// The ref of a session known only by its store key (e.g. found in the store).
     #[must_use]
     pub fn ref_of_key(key: &Id) -> SessionRef {

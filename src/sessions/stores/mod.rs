@@ -7,8 +7,10 @@
 //! [`Backend`] picks one at start; [`Instrumented`] wraps it to count what the layer asks
 //! of the store (touch throttling is proven by these counts).
 
+pub mod encrypted;
 pub mod file;
 pub mod hashed;
+pub mod limited;
 pub mod redis;
 
 use std::{
