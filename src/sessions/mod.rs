@@ -78,13 +78,14 @@ impl Sessions {
         let backend = Backend::open(&config)?;
         let hasher = IdHasher::new(&config.secret);
         let throttle = LoginThrottle::new(backend.clone(), hasher.clone(), config.throttle.clone());
-        let sealed = Encrypted::new(backend, config.encryption.clone());
+        let audit = AuditLog::start(db.clone());
+        let sealed = Encrypted::new(backend, config.encryption.clone(), Some(audit.clone()));
         let limited = SizeLimited::new(HashedIds::new(sealed, hasher), config.max_record_bytes);
         Ok(Self {
             config,
             store: Arc::new(Instrumented::new(limited)),
-            registry: SessionRegistry::new(db.clone()),
-            audit: AuditLog::start(db),
+            registry: SessionRegistry::new(db),
+            audit,
             throttle,
         })
     }

@@ -31,6 +31,9 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
+use super::hashed::IdHasher;
+use crate::sessions::audit::{AuditEvent, AuditLog, EventKind};
+
 /// The one data entry of a sealed record.
 const SEALED: &str = "sealed";
 const VERSION: u8 = 1;
@@ -146,14 +149,17 @@ pub struct Encrypted<S> {
     inner: S,
     keys: Option<Arc<EncryptionKeys>>,
     failures: Arc<AtomicU64>,
+    audit: Option<AuditLog>,
 }
 
 impl<S> Encrypted<S> {
-    pub fn new(inner: S, keys: Option<EncryptionKeys>) -> Self {
+    /// Seals with `keys` (or passes through without), auditing records that do not open.
+    pub fn new(inner: S, keys: Option<EncryptionKeys>, audit: Option<AuditLog>) -> Self {
         Self {
             inner,
             keys: keys.map(Arc::new),
             failures: Arc::default(),
+            audit,
         }
     }
 
@@ -195,10 +201,15 @@ impl<S> Encrypted<S> {
             .and_then(|plaintext| serde_json::from_slice(&plaintext).ok());
         if data.is_none() {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                session = %super::hashed::IdHasher::ref_of_key(&record.id),
-                "session record does not decrypt; treated as no session"
-            );
+            let session_ref = IdHasher::ref_of_key(&record.id);
+            tracing::warn!(session = %session_ref, "session record does not decrypt; treated as no session");
+            if let Some(audit) = &self.audit {
+                audit.record(
+                    AuditEvent::new(EventKind::StoreError)
+                        .session(Some(session_ref))
+                        .reason("record does not decrypt"),
+                );
+            }
         }
         data.map(|data| Record { data, ..record })
     }

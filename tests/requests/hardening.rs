@@ -1,0 +1,218 @@
+//! Login throttling, fingerprint binding and security headers.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{csrf_token_of, location, redis::RedisServer, texts, Settings, TestApp};
+
+fn throttled(limits: Value) -> Settings {
+    Settings {
+        sessions: json!({ "throttle": limits }),
+        ..Settings::default()
+    }
+}
+
+async fn attempt(app: &TestApp, email: &str, password: &str) -> (u16, String) {
+    let response = app.log_in(&app.browser(), email, password, false).await;
+    let error = texts(&response.text(), "#login-error").concat();
+    (response.status_code().as_u16(), error)
+}
+
+#[tokio::test]
+async fn an_account_is_throttled_after_repeated_failures_known_or_not() {
+    let app = TestApp::with(throttled(
+        json!({"account_failures": 3, "ip_failures": 100, "window_secs": 60}),
+    ))
+    .await;
+    app.create_user("sam@example.com", false).await;
+    for email in ["sam@example.com", "nobody@example.com"] {
+        for _ in 0..3 {
+            assert_eq!(attempt(&app, email, "wrong password").await.0, 422);
+        }
+        let (status, message) = attempt(&app, email, "correct horse battery").await;
+        assert_eq!(status, 429, "{email}: even the right password waits");
+        assert_eq!(
+            message, "Too many attempts. Try again in 1 minute.",
+            "{email}: the same words, account or not"
+        );
+    }
+    // Other accounts are not affected by Sam's.
+    app.create_user("tia@example.com", false).await;
+    assert_eq!(
+        attempt(&app, "tia@example.com", "correct horse battery")
+            .await
+            .0,
+        303
+    );
+
+    app.flush_audit().await;
+    let html = {
+        app.create_user("admin@example.com", true).await;
+        let (admin, _) = app.browser_logged_in_as("admin@example.com").await;
+        admin.get("/admin/sessions").await.text()
+    };
+    assert!(html.contains("login_throttled"), "throttling is audited");
+}
+
+#[tokio::test]
+async fn an_ip_is_throttled_across_accounts_and_the_window_ends() {
+    let app = TestApp::with(throttled(
+        json!({"account_failures": 100, "ip_failures": 4, "window_secs": 2}),
+    ))
+    .await;
+    app.create_user("uma@example.com", false).await;
+    for i in 0..4 {
+        assert_eq!(
+            attempt(&app, &format!("guess{i}@example.com"), "wrong")
+                .await
+                .0,
+            422
+        );
+    }
+    let (status, message) = attempt(&app, "uma@example.com", "correct horse battery").await;
+    assert_eq!(status, 429, "the IP is blocked for every account");
+    assert!(message.starts_with("Too many attempts."), "{message}");
+
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        attempt(&app, "uma@example.com", "correct horse battery")
+            .await
+            .0,
+        303,
+        "the window ended"
+    );
+}
+
+#[tokio::test]
+async fn throttle_counters_are_shared_by_instances_through_redis() {
+    let server = RedisServer::start();
+    let settings = || Settings {
+        sessions: json!({"store": "redis", "redis": {"url": server.url()}, "throttle": {"account_failures": 2, "window_secs": 60}}),
+        ..Settings::default()
+    };
+    let a = TestApp::with(settings()).await;
+    let b = TestApp::with(Settings {
+        share_with: Some(a.scratch()),
+        ..settings()
+    })
+    .await;
+    a.create_user("vic@example.com", false).await;
+    assert_eq!(attempt(&a, "vic@example.com", "wrong").await.0, 422);
+    assert_eq!(attempt(&b, "vic@example.com", "wrong").await.0, 422);
+    assert_eq!(
+        attempt(&a, "vic@example.com", "correct horse battery")
+            .await
+            .0,
+        429,
+        "A saw B's failure"
+    );
+    let keys = server.keys();
+    assert!(
+        keys.iter().any(|k| k.starts_with("tessera:throttle:")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().all(|k| !k.contains("vic")),
+        "no email in clear: {keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_used_from_another_browser_ends() {
+    let app = TestApp::start().await;
+    app.create_user("wes@example.com", false).await;
+    let browser = app.browser();
+    let token = csrf_token_of(&browser, "/login").await;
+    let login = browser
+        .post("/login")
+        .add_header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+        )
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", "wes@example.com"),
+            ("password", "correct horse battery"),
+        ])
+        .await;
+    let id = crate::support::session_id_set(&login, "session").expect("logged in");
+    let same = browser
+        .get("/dashboard")
+        .add_header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+        )
+        .await;
+    assert_eq!(same.status_code(), 200);
+
+    let thief = app.browser();
+    let stolen = thief
+        .get("/dashboard")
+        .add_header("cookie", format!("session={id}"))
+        .add_header("user-agent", "curl/8.0")
+        .await;
+    assert_eq!(location(&stolen), "/login");
+    assert!(
+        !app.store_has(&id).await,
+        "the session ended, for the thief and the owner"
+    );
+    app.flush_audit().await;
+    let events: Vec<String> = {
+        use sea_orm::{EntityTrait, QuerySelect};
+        tessera::models::_entities::session_events::Entity::find()
+            .select_only()
+            .column(tessera::models::_entities::session_events::Column::Event)
+            .into_tuple()
+            .all(&app.ctx.db)
+            .await
+            .expect("events")
+    };
+    assert!(
+        events.iter().any(|e| e == "fingerprint_mismatch"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn headers_protect_pages_behind_login_and_logout_clears_site_data() {
+    let app = TestApp::start().await;
+    let browser = app.logged_in_browser("xia@example.com").await;
+    for path in [
+        "/dashboard",
+        "/sessions",
+        "/platforms",
+        "/account",
+        "/api/session",
+    ] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status_code(), 200, "{path}");
+        let cache = response
+            .maybe_header("cache-control")
+            .and_then(|v| v.to_str().ok().map(str::to_string));
+        assert_eq!(cache.as_deref(), Some("no-store"), "{path}");
+    }
+    let page = browser.get("/dashboard").await;
+    for header in [
+        "content-security-policy",
+        "x-frame-options",
+        "x-content-type-options",
+        "strict-transport-security",
+    ] {
+        assert!(page.maybe_header(header).is_some(), "{header} missing");
+    }
+    let token = csrf_token_of(&browser, "/dashboard").await;
+    let logout = browser
+        .post("/logout")
+        .form(&[("csrf_token", token.as_str())])
+        .await;
+    assert_eq!(
+        logout
+            .maybe_header("clear-site-data")
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .as_deref(),
+        Some("\"cookies\"")
+    );
+    let api: Value = browser.get("/api/session").await.json();
+    assert_eq!(api["authenticated"], false);
+}
