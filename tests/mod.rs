@@ -1,3 +1,4 @@
+mod faults;
 mod requests;
 mod stores;
 mod support;

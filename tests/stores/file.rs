@@ -273,3 +273,34 @@ async fn a_session_survives_an_app_restart_on_the_same_directory() {
     let anonymous = second.browser().get("/dashboard").await;
     assert_eq!(location(&anonymous), "/login");
 }
+
+#[tokio::test]
+async fn oversized_records_are_refused_whole() {
+    use tessera::sessions::stores::limited::SizeLimited;
+    let (_dir, store) = open();
+    let limited = SizeLimited::new(store.clone(), 1024);
+    let mut small = live(json!("fits"));
+    limited
+        .create(&mut small)
+        .await
+        .expect("a small record is written");
+    let mut big = live(json!("x".repeat(2000)));
+    let refused = limited.create(&mut big).await;
+    assert!(refused.is_err(), "refused");
+    assert!(
+        store.load(&big.id).await.expect("load").is_none(),
+        "nothing written"
+    );
+    let mut grown = small.clone();
+    grown.data.insert("payload".into(), json!("y".repeat(2000)));
+    assert!(limited.save(&grown).await.is_err());
+    let kept = store
+        .load(&small.id)
+        .await
+        .expect("load")
+        .expect("still there");
+    assert_eq!(
+        kept.data["payload"], "fits",
+        "the old record is untouched, not half-written"
+    );
+}

@@ -1,0 +1,3 @@
+mod concurrency;
+mod fuzz;
+mod redis_outage;
