@@ -152,3 +152,21 @@ async fn pages_behind_login_redirect_to_login() {
     assert_eq!(api["authenticated"], false);
     assert_eq!(api["user_id"], Value::Null);
 }
+
+#[tokio::test]
+async fn every_page_behind_login_offers_logout() {
+    let app = TestApp::start().await;
+    let browser = app.logged_in_browser("lou@example.com").await;
+    for path in ["/dashboard", "/platforms", "/sessions", "/account"] {
+        let html = browser.get(path).await.text();
+        let document = scraper::Html::parse_document(&html);
+        let selector =
+            scraper::Selector::parse(r#"header form[action="/logout"][method="post"] button"#)
+                .expect("selector");
+        assert_eq!(
+            document.select(&selector).count(),
+            1,
+            "{path} has a logout button in its header"
+        );
+    }
+}
