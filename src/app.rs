@@ -18,7 +18,7 @@ use std::path::Path;
 #[allow(unused_imports)]
 use crate::{
     controllers, initializers,
-    models::_entities::{platforms, session_events, user_sessions, users},
+    models::_entities::{platforms, session_events, session_records, user_sessions, users},
     tasks,
 };
 
@@ -61,6 +61,7 @@ impl Hooks for App {
             .add_route(controllers::account::routes())
             .add_route(controllers::admin::routes())
             .add_route(controllers::api::routes())
+            .add_route(controllers::health::routes())
     }
 
     async fn connect_workers(_ctx: &AppContext, _queue: &Queue) -> Result<()> {
@@ -71,9 +72,15 @@ impl Hooks for App {
     fn register_tasks(tasks: &mut Tasks) {
         // tasks-inject (do not remove)
         tasks.register(tasks::users_create::UsersCreate);
+        tasks.register(tasks::sessions_stats::SessionsStats);
+        tasks.register(tasks::sessions_list::SessionsList);
+        tasks.register(tasks::sessions_revoke::SessionsRevoke);
+        tasks.register(tasks::sessions_cleanup::SessionsCleanup);
+        tasks.register(tasks::sessions_migrate::SessionsMigrate);
     }
 
     async fn truncate(ctx: &AppContext) -> Result<()> {
+        truncate_table(&ctx.db, session_records::Entity).await?;
         truncate_table(&ctx.db, session_events::Entity).await?;
         truncate_table(&ctx.db, user_sessions::Entity).await?;
         truncate_table(&ctx.db, platforms::Entity).await?;

@@ -5,6 +5,7 @@ mod m20220101_000001_users;
 mod m20261123_000002_platforms;
 mod m20261123_000003_user_sessions;
 mod m20261123_000004_session_events;
+mod m20261123_000005_session_records;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_platforms::Migration),
             Box::new(m20261123_000003_user_sessions::Migration),
             Box::new(m20261123_000004_session_events::Migration),
+            Box::new(m20261123_000005_session_records::Migration),
             // inject-above (do not remove this comment)
         ]
     }

@@ -4,5 +4,6 @@ pub mod api;
 pub mod auth;
 pub mod dashboard;
 pub mod extract;
+pub mod health;
 pub mod platforms;
 pub mod sessions;

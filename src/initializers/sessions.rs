@@ -22,6 +22,8 @@ impl Initializer for SessionsInitializer {
 
     async fn after_routes(&self, router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
         let sessions = Sessions::from_context(ctx).map_err(Error::Message)?;
+        // Install the metrics recorder before the first request counts anything.
+        let _ = crate::sessions::metrics::handle();
         let config = sessions.config();
         tracing::info!(
             store = %config.store,

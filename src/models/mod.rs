@@ -1,5 +1,6 @@
 pub mod _entities;
 pub mod platforms;
 pub mod session_events;
+pub mod session_records;
 pub mod user_sessions;
 pub mod users;

@@ -166,9 +166,11 @@ impl AuditLog {
             reason = event.reason.as_deref(),
             "session event"
         );
+        super::metrics::record_event(event.kind, event.reason.as_deref());
         let now = chrono::Utc::now().fixed_offset();
         if self.queue.try_send(Message::Event(event, now)).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            super::metrics::record_audit_loss("queue_full", 1);
             tracing::error!("audit queue full or closed: event dropped");
         }
     }
@@ -220,6 +222,7 @@ async fn write_events(
                 }
                 Err(error) => {
                     counters.failed.fetch_add(count, Ordering::Relaxed);
+                    super::metrics::record_audit_loss("write_failed", count);
                     tracing::error!(%error, count, "audit events could not be written");
                 }
             }

@@ -22,6 +22,8 @@ pub mod csrf;
 pub mod data;
 pub mod error;
 pub mod layer;
+pub mod maintenance;
+pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod session;
@@ -75,7 +77,7 @@ impl Sessions {
     /// # Errors
     /// One line naming the setting that stops the start.
     pub fn open(config: SessionConfig, db: DatabaseConnection) -> Result<Self, String> {
-        let backend = Backend::open(&config)?;
+        let backend = Backend::open(&config, &db)?;
         let hasher = IdHasher::new(&config.secret);
         let throttle = LoginThrottle::new(backend.clone(), hasher.clone(), config.throttle.clone());
         let audit = AuditLog::start(db.clone());

@@ -288,6 +288,20 @@ impl SessionRegistry {
             .collect())
     }
 
+    /// Re-labels live rows after their sessions moved from one store to another.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn move_store(&self, from: &str, to: &str) -> Result<u64, DbErr> {
+        Ok(user_sessions::Entity::update_many()
+            .col_expr(user_sessions::Column::Store, Expr::value(to))
+            .filter(user_sessions::Column::Store.eq(from))
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
     /// Rows in the table, ended or not.
     ///
     /// # Errors

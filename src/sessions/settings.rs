@@ -25,6 +25,8 @@ pub enum StoreKind {
     File,
     /// Redis at `redis.url`, shared by every app instance. For production.
     Redis,
+    /// A table in the app's SQL database. For deployments without Redis.
+    Database,
 }
 
 impl StoreKind {
@@ -34,6 +36,7 @@ impl StoreKind {
             Self::Memory => "memory",
             Self::File => "file",
             Self::Redis => "redis",
+            Self::Database => "database",
         }
     }
 }
@@ -48,7 +51,7 @@ impl fmt::Display for StoreKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
-    /// `SESSION_STORE`: memory | file | redis.
+    /// `SESSION_STORE`: memory | file | redis | database.
     pub store: StoreKind,
     /// `SESSION_DIR`: the file store's directory.
     #[serde(default = "default_dir")]
@@ -82,6 +85,10 @@ pub struct SessionSettings {
     /// Failed-login throttling per account and per IP.
     #[serde(default)]
     pub throttle: ThrottleSettings,
+    /// `METRICS_TOKEN`: a bearer token that opens `/metrics` to a scraper. Unset: only
+    /// logged-in admins see the metrics.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
     #[serde(default)]
     pub cookie: CookieSettings,
     #[serde(default)]
@@ -276,6 +283,7 @@ pub struct SessionConfig {
     pub encryption: Option<EncryptionKeys>,
     pub fingerprint: FingerprintSettings,
     pub throttle: ThrottleSettings,
+    pub metrics_token: Option<String>,
     pub cookie: CookieConfig,
     pub redis: RedisConfig,
 }
@@ -392,6 +400,7 @@ impl SessionConfig {
             encryption,
             fingerprint: settings.fingerprint,
             throttle,
+            metrics_token: settings.metrics_token.filter(|t| !t.trim().is_empty()),
             cookie,
             redis,
         })

@@ -14,10 +14,10 @@ use crate::models::users::{self, NewUser};
 
 pub struct UsersCreate;
 
+const USAGE: &str = "email:EMAIL name:NAME password:PASSWORD [admin:true|false]";
+
 fn bad_args(reason: impl std::fmt::Display) -> Error {
-    Error::Message(format!(
-        "users_create: {reason} (usage: users_create email:EMAIL name:NAME password:PASSWORD [admin:true|false])"
-    ))
+    super::args::usage_error("users_create", USAGE, reason)
 }
 
 #[async_trait::async_trait]
@@ -30,6 +30,12 @@ impl Task for UsersCreate {
     }
 
     async fn run(&self, ctx: &AppContext, vars: &Vars) -> Result<()> {
+        super::args::only(
+            vars,
+            "users_create",
+            USAGE,
+            &["email", "name", "password", "admin"],
+        )?;
         let arg = |key: &str| {
             vars.cli_arg(key)
                 .map_err(|_| bad_args(format!("missing {key}:")))
@@ -51,6 +57,7 @@ impl Task for UsersCreate {
                 .collect();
             bad_args(reasons.join(" "))
         })?;
+        super::args::migrate_if_configured(ctx).await?;
         match users::Model::create_with_password(&ctx.db, &new_user, admin).await {
             Ok(user) => {
                 println!(

@@ -122,14 +122,40 @@ impl FileStore {
         .await
     }
 
+    /// The keys of every record file (live or not; loading checks).
+    ///
+    /// # Errors
+    /// When the directory cannot be listed.
+    pub async fn keys(&self) -> io::Result<Vec<Id>> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            Ok(fs::read_dir(&*dir)?
+                .flatten()
+                .filter_map(|entry| record_id(&entry.file_name()))
+                .collect())
+        })
+        .await
+    }
+
     /// Removes expired and unreadable records and stale temporary files. A file that
     /// cannot be handled is counted in `failed`, logged, and skipped.
     ///
     /// # Errors
     /// Only when the directory itself cannot be listed.
     pub async fn sweep_expired(&self) -> io::Result<SweepReport> {
+        self.sweep_expired_with(|_, _| {}).await
+    }
+
+    /// [`FileStore::sweep_expired`], calling `progress(done, total)` as it goes.
+    ///
+    /// # Errors
+    /// Only when the directory itself cannot be listed.
+    pub async fn sweep_expired_with(
+        &self,
+        progress: impl Fn(u64, u64) + Send + 'static,
+    ) -> io::Result<SweepReport> {
         let dir = self.dir.clone();
-        blocking(move || sweep(&dir)).await
+        blocking(move || sweep(&dir, &progress)).await
     }
 
     fn path_for(&self, id: &Id) -> PathBuf {
@@ -311,9 +337,14 @@ fn remove_locked(path: &Path, doomed: impl Fn(&Contents) -> bool) -> io::Result<
     }
 }
 
-fn sweep(dir: &Path) -> io::Result<SweepReport> {
+fn sweep(dir: &Path, progress: &dyn Fn(u64, u64)) -> io::Result<SweepReport> {
     let mut report = SweepReport::default();
-    for entry in fs::read_dir(dir)? {
+    let entries: Vec<_> = fs::read_dir(dir)?.collect();
+    let total = entries.len() as u64;
+    for (done, entry) in (1..).zip(entries) {
+        if done % 1024 == 0 || done == total {
+            progress(done, total);
+        }
         let Ok(entry) = entry else {
             report.failed += 1;
             continue;

@@ -2,11 +2,13 @@
 //!
 //! - `memory`: tower-sessions' [`MemoryStore`], for tests;
 //! - `file`: [`file::FileStore`], for development: sessions survive restarts;
-//! - `redis`: [`redis::RedisSessionStore`], for production.
+//! - `redis`: [`redis::RedisSessionStore`], for production;
+//! - `database`: [`database::DatabaseStore`], a SQL table, for deployments without Redis.
 //!
 //! [`Backend`] picks one at start; [`Instrumented`] wraps it to count what the layer asks
 //! of the store (touch throttling is proven by these counts).
 
+pub mod database;
 pub mod encrypted;
 pub mod file;
 pub mod hashed;
@@ -28,7 +30,7 @@ use tower_sessions::{
     MemoryStore,
 };
 
-use self::{file::FileStore, redis::RedisSessionStore};
+use self::{database::DatabaseStore, file::FileStore, redis::RedisSessionStore};
 use super::settings::{SessionConfig, StoreKind};
 
 /// The configured store.
@@ -37,6 +39,16 @@ pub enum Backend {
     Memory(MemoryStore),
     File(FileStore),
     Redis(RedisSessionStore),
+    Database(DatabaseStore),
+}
+
+/// What a cleanup of a store removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreSweep {
+    pub expired: u64,
+    pub unreadable: u64,
+    pub stale_temp: u64,
+    pub failed: u64,
 }
 
 /// How a store is doing, for `/_health`, `cargo loco doctor` and the admin page.
@@ -49,12 +61,24 @@ pub struct StoreHealth {
 }
 
 impl Backend {
-    /// Opens the store `config` names.
+    /// Opens the store `config` names (`db` serves the `database` store).
     ///
     /// # Errors
     /// A one-line reason naming the setting, when the store cannot be opened.
-    pub fn open(config: &SessionConfig) -> Result<Self, String> {
-        Ok(match config.store {
+    pub fn open(config: &SessionConfig, db: &sea_orm::DatabaseConnection) -> Result<Self, String> {
+        Self::open_kind(config.store, config, db)
+    }
+
+    /// Opens a store of `kind` with `config`'s settings (for moving sessions between stores).
+    ///
+    /// # Errors
+    /// A one-line reason naming the setting, when the store cannot be opened.
+    pub fn open_kind(
+        kind: StoreKind,
+        config: &SessionConfig,
+        db: &sea_orm::DatabaseConnection,
+    ) -> Result<Self, String> {
+        Ok(match kind {
             StoreKind::Memory => Self::Memory(MemoryStore::default()),
             StoreKind::File => Self::File(FileStore::open(&config.dir).map_err(|e| {
                 format!(
@@ -66,7 +90,56 @@ impl Backend {
                 RedisSessionStore::connect(&config.redis)
                     .map_err(|e| format!("settings.sessions.redis.url: {e}"))?,
             ),
+            StoreKind::Database => Self::Database(DatabaseStore::new(db.clone())),
         })
+    }
+
+    /// The keys of every record in the store, to copy or count them.
+    ///
+    /// # Errors
+    /// When the store cannot be listed (the memory store never can: it lives in one process).
+    pub async fn keys(&self) -> Result<Vec<Id>, String> {
+        match self {
+            Self::Memory(_) => {
+                Err("the memory store cannot be listed from outside its process".into())
+            }
+            Self::File(store) => store.keys().await.map_err(|e| e.to_string()),
+            Self::Redis(store) => store.keys().await.map_err(|e| e.details().to_string()),
+            Self::Database(store) => store.keys().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Removes expired (and, for files, unreadable) records, calling `progress(done, total)`
+    /// as it goes through a directory. Redis and memory expire records by themselves:
+    /// nothing to do.
+    ///
+    /// # Errors
+    /// When the store cannot be listed.
+    pub async fn sweep(
+        &self,
+        progress: impl Fn(u64, u64) + Send + 'static,
+    ) -> Result<StoreSweep, String> {
+        match self {
+            Self::Memory(_) | Self::Redis(_) => Ok(StoreSweep::default()),
+            Self::File(store) => store
+                .sweep_expired_with(progress)
+                .await
+                .map(|r| StoreSweep {
+                    expired: r.expired,
+                    unreadable: r.unreadable,
+                    stale_temp: r.stale_temp,
+                    failed: r.failed,
+                })
+                .map_err(|e| e.to_string()),
+            Self::Database(store) => store
+                .sweep_expired()
+                .await
+                .map(|expired| StoreSweep {
+                    expired,
+                    ..StoreSweep::default()
+                })
+                .map_err(|e| e.to_string()),
+        }
     }
 
     #[must_use]
@@ -75,6 +148,7 @@ impl Backend {
             Self::Memory(_) => StoreKind::Memory,
             Self::File(_) => StoreKind::File,
             Self::Redis(_) => StoreKind::Redis,
+            Self::Database(_) => StoreKind::Database,
         }
     }
 
@@ -83,6 +157,7 @@ impl Backend {
             Self::Memory(store) => store,
             Self::File(store) => store,
             Self::Redis(store) => store,
+            Self::Database(store) => store,
         }
     }
 
@@ -101,6 +176,11 @@ impl Backend {
                 .await
                 .map(|u| vec![("used_memory", u.used_memory), ("keys", u.keys)])
                 .unwrap_or_default(),
+            Self::Database(store) => store
+                .usage()
+                .await
+                .map(|(rows, bytes)| vec![("rows", rows), ("bytes", bytes)])
+                .unwrap_or_default(),
         }
     }
 
@@ -116,6 +196,10 @@ impl Backend {
             Self::Redis(store) => match store.ping().await {
                 Ok(_) => (true, "PING answered".to_string()),
                 Err(e) => (false, format!("Redis: {}", e.details())),
+            },
+            Self::Database(store) => match store.ping().await {
+                Ok(_) => (true, "database answered".to_string()),
+                Err(e) => (false, format!("database: {e}")),
             },
         };
         StoreHealth {
@@ -216,9 +300,12 @@ impl<S> Instrumented<S> {
     fn count<T>(
         &self,
         op: &AtomicU64,
+        name: &'static str,
+        started: std::time::Instant,
         result: session_store::Result<T>,
     ) -> session_store::Result<T> {
         op.fetch_add(1, Ordering::Relaxed);
+        super::metrics::record_store_op(name, started.elapsed(), result.is_err());
         if let Err(e) = &result {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "session store operation failed");
@@ -230,19 +317,23 @@ impl<S> Instrumented<S> {
 #[async_trait]
 impl<S: SessionStore + Clone> SessionStore for Instrumented<S> {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let started = std::time::Instant::now();
         let result = self.inner.create(record).await;
-        self.count(&self.counters.creates, result)
+        self.count(&self.counters.creates, "create", started, result)
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let started = std::time::Instant::now();
         let result = self.inner.save(record).await;
-        self.count(&self.counters.saves, result)
+        self.count(&self.counters.saves, "save", started, result)
     }
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        let started = std::time::Instant::now();
         let result = self.inner.load(session_id).await;
-        self.count(&self.counters.loads, result)
+        self.count(&self.counters.loads, "load", started, result)
     }
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        let started = std::time::Instant::now();
         let result = self.inner.delete(session_id).await;
-        self.count(&self.counters.deletes, result)
+        self.count(&self.counters.deletes, "delete", started, result)
     }
 }

@@ -107,6 +107,26 @@ impl RedisSessionStore {
         Ok(RedisUsage { used_memory, keys })
     }
 
+    /// The keys of every session record: the 22-character keys of the database, which
+    /// leaves out Tessera's other keys (they carry a `tessera:` prefix).
+    ///
+    /// # Errors
+    /// When Redis does not answer.
+    pub async fn keys(&self) -> Result<Vec<Id>, fred::error::Error> {
+        use futures::TryStreamExt;
+        let pattern = "?".repeat(22);
+        let keys: Vec<fred::types::Key> = self
+            .pool
+            .next()
+            .scan_buffered(pattern, Some(1000), None)
+            .try_collect()
+            .await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| k.as_str().and_then(|s| s.parse().ok()))
+            .collect())
+    }
+
     /// The pool, for the parts of Tessera that keep other keys in Redis.
     #[must_use]
     pub fn pool(&self) -> &Pool {

@@ -1,0 +1,121 @@
+//! Operations endpoints: `/_health` for load balancers, `/metrics` for Prometheus.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{header::AUTHORIZATION, HeaderMap, StatusCode};
+use loco_rs::prelude::*;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::{
+    controllers::extract::SessionLayer,
+    errors::AppError,
+    sessions::{metrics, AppSession, SessionError},
+};
+
+/// How long the database may take to answer a health check.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Serialize)]
+struct Component {
+    ok: bool,
+    latency_ms: f64,
+    detail: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Health {
+    status: &'static str,
+    database: Component,
+    session_store: Component,
+    store: &'static str,
+}
+
+/// `GET /_health`: 200 when the database and the session store answer, else 503, naming
+/// what is down.
+#[debug_handler]
+async fn health(State(ctx): State<AppContext>, SessionLayer(sessions): SessionLayer) -> Response {
+    let started = Instant::now();
+    let (ok, detail) = match tokio::time::timeout(DATABASE_TIMEOUT, ctx.db.ping()).await {
+        Ok(Ok(())) => (true, "answers".to_string()),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (
+            false,
+            format!("no answer within {} ms", DATABASE_TIMEOUT.as_millis()),
+        ),
+    };
+    let database = Component {
+        ok,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        detail,
+    };
+    let store = sessions.health().await;
+    let all_ok = database.ok && store.ok;
+    let body = Health {
+        status: if all_ok { "ok" } else { "unavailable" },
+        database,
+        session_store: Component {
+            ok: store.ok,
+            latency_ms: store.latency_ms,
+            detail: store.detail,
+        },
+        store: store.store.name(),
+    };
+    let status = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
+    let (Some(expected), Some(given)) = (
+        token,
+        headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ")),
+    ) else {
+        return false;
+    };
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+}
+
+/// `GET /metrics`: Prometheus text. Open to a scraper with `METRICS_TOKEN` as a bearer
+/// token, or to a logged-in admin; 403 otherwise.
+#[debug_handler]
+async fn prometheus(
+    State(ctx): State<AppContext>,
+    SessionLayer(sessions): SessionLayer,
+    headers: HeaderMap,
+    session: Result<AppSession, SessionError>,
+) -> Result<Response, AppError> {
+    let scraper = bearer_matches(&headers, sessions.config().metrics_token.as_deref());
+    if !scraper {
+        let session = session?;
+        let user_id = session.user_id().ok_or(AppError::Forbidden)?;
+        let user = crate::models::users::Model::find_by_id(&ctx.db, user_id).await?;
+        if !user.admin || user.disabled {
+            return Err(AppError::Forbidden);
+        }
+    }
+    for (store, count) in sessions.registry().live_counts_by_store().await? {
+        metrics::set_live_sessions(&store, count);
+    }
+    let body = metrics::handle().map(|h| h.render()).unwrap_or_default();
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .add("/_health", get(health))
+        .add("/metrics", get(prometheus))
+}

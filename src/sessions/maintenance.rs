@@ -1,0 +1,233 @@
+//! Operator jobs over the whole session layer: statistics, cleanup, moving sessions
+//! between stores. The `cargo loco task` commands are thin wrappers that print these
+//! reports; tests call them directly.
+
+use std::fmt;
+
+use chrono::Utc;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tower_sessions::session_store::SessionStore;
+
+use super::{
+    registry::PruneReport,
+    stores::{Backend, StoreHealth, StoreSweep},
+    Sessions,
+};
+use crate::models::_entities::{session_events, user_sessions, users};
+
+/// What `sessions_cleanup` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupReport {
+    pub store: StoreSweep,
+    pub registry_gone: u64,
+    pub registry_ended: u64,
+}
+
+impl fmt::Display for CleanupReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sessions_cleanup: removed {} expired and {} unreadable records, {} stale temp files ({} failed); pruned {} registry rows of gone sessions and {} of sessions ended over a day ago",
+            self.store.expired,
+            self.store.unreadable,
+            self.store.stale_temp,
+            self.store.failed,
+            self.registry_gone,
+            self.registry_ended
+        )
+    }
+}
+
+/// Removes expired and unreadable records from the store and prunes the registry.
+///
+/// # Errors
+/// When the store cannot be listed or the database fails.
+pub async fn cleanup(
+    sessions: &Sessions,
+    progress: impl Fn(u64, u64) + Send + 'static,
+) -> Result<CleanupReport, String> {
+    let store = sessions.backend().sweep(progress).await?;
+    let PruneReport { gone, ended } = sessions
+        .registry()
+        .prune(sessions.backend())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(CleanupReport {
+        store,
+        registry_gone: gone,
+        registry_ended: ended,
+    })
+}
+
+/// Counts of lifecycle events over one period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EventCounts {
+    pub created: u64,
+    pub expired: u64,
+    pub revoked: u64,
+}
+
+/// What `sessions_stats` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsReport {
+    pub live_total: u64,
+    pub per_store: Vec<(String, u64)>,
+    pub top_users: Vec<(String, u64)>,
+    pub last_hour: EventCounts,
+    pub last_day: EventCounts,
+    pub health: StoreHealth,
+    pub usage: Vec<(&'static str, u64)>,
+}
+
+impl fmt::Display for StatsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "live sessions: {}", self.live_total)?;
+        for (store, count) in &self.per_store {
+            writeln!(f, "  in {store}: {count}")?;
+        }
+        writeln!(f, "top users:")?;
+        for (email, count) in &self.top_users {
+            writeln!(f, "  {email}: {count}")?;
+        }
+        for (label, counts) in [("last hour", self.last_hour), ("last day", self.last_day)] {
+            writeln!(
+                f,
+                "{label}: {} created, {} expired, {} revoked",
+                counts.created, counts.expired, counts.revoked
+            )?;
+        }
+        write!(
+            f,
+            "store {}: {} ({:.1} ms)",
+            self.health.store,
+            if self.health.ok { "up" } else { "DOWN" },
+            self.health.latency_ms
+        )?;
+        for (label, value) in &self.usage {
+            write!(f, ", {label} {value}")?;
+        }
+        Ok(())
+    }
+}
+
+async fn count_events(db: &DatabaseConnection, kinds: &[&str], hours: i64) -> Result<u64, DbErr> {
+    session_events::Entity::find()
+        .filter(session_events::Column::Event.is_in(kinds.iter().copied()))
+        .filter(
+            session_events::Column::CreatedAt
+                .gte((Utc::now() - chrono::Duration::hours(hours)).fixed_offset()),
+        )
+        .count(db)
+        .await
+}
+
+async fn event_counts(db: &DatabaseConnection, hours: i64) -> Result<EventCounts, DbErr> {
+    Ok(EventCounts {
+        created: count_events(db, &["created"], hours).await?,
+        expired: count_events(db, &["idle_expired", "absolute_expired"], hours).await?,
+        revoked: count_events(db, &["revoked"], hours).await?,
+    })
+}
+
+/// Gathers `sessions_stats`.
+///
+/// # Errors
+/// A database error.
+pub async fn stats(sessions: &Sessions, db: &DatabaseConnection) -> Result<StatsReport, DbErr> {
+    let per_store = sessions.registry().live_counts_by_store().await?;
+    let top: Vec<(String, i64)> = user_sessions::Entity::find()
+        .select_only()
+        .column(users::Column::Email)
+        .column_as(user_sessions::Column::Id.count(), "count")
+        .inner_join(users::Entity)
+        .filter(user_sessions::Column::EndedAt.is_null())
+        .filter(user_sessions::Column::ExpiresAt.gt(Utc::now().fixed_offset()))
+        .group_by(users::Column::Email)
+        .order_by_desc(user_sessions::Column::Id.count())
+        .order_by_asc(users::Column::Email)
+        .limit(10)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(StatsReport {
+        live_total: per_store.iter().map(|(_, n)| n).sum(),
+        per_store,
+        top_users: top
+            .into_iter()
+            .map(|(email, n)| (email, n.unsigned_abs()))
+            .collect(),
+        last_hour: event_counts(db, 1).await?,
+        last_day: event_counts(db, 24).await?,
+        health: sessions.health().await,
+        usage: sessions.backend().usage().await,
+    })
+}
+
+/// What `sessions_migrate` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MigrateReport {
+    pub copied: u64,
+    pub skipped_expired: u64,
+    pub failed: u64,
+}
+
+impl fmt::Display for MigrateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sessions_migrate: {} copied, {} skipped (expired), {} failed",
+            self.copied, self.skipped_expired, self.failed
+        )
+    }
+}
+
+/// Copies every live record of `from` into `to`, under the same key and with the same
+/// expiry, so every cookie keeps working after the switch and nobody is logged out.
+/// Records are copied as stored (still sealed, when encryption is on). Running it twice
+/// copies again over the first copy: safe.
+///
+/// # Errors
+/// When `from` cannot be listed.
+pub async fn migrate(from: &Backend, to: &Backend) -> Result<MigrateReport, String> {
+    let mut report = MigrateReport::default();
+    for key in from.keys().await? {
+        let record = match from.load(&key).await {
+            Ok(Some(record)) => record,
+            // Gone or expired since it was listed.
+            Ok(None) => {
+                report.skipped_expired += 1;
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "sessions_migrate: a record could not be read");
+                report.failed += 1;
+                continue;
+            }
+        };
+        if record.expiry_date <= OffsetDateTime::now_utc() {
+            report.skipped_expired += 1;
+            continue;
+        }
+        let copied = match to.load(&key).await {
+            Ok(Some(_)) => to.save(&record).await.is_ok(),
+            Ok(None) => {
+                let mut copy = record.clone();
+                // The key must not change: it is what the cookies map to.
+                to.create(&mut copy).await.is_ok() && copy.id == record.id
+            }
+            Err(_) => false,
+        };
+        if copied {
+            report.copied += 1;
+        } else {
+            tracing::warn!("sessions_migrate: a record could not be written");
+            report.failed += 1;
+        }
+    }
+    Ok(report)
+}

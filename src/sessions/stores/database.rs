@@ -1,0 +1,171 @@
+//! Sessions in a SQL table through SeaORM, on SQLite or PostgreSQL: for deployments
+//! without Redis, and the classic starting point of a move to Redis (`sessions_migrate`).
+//!
+//! It is an explicit choice (`SESSION_STORE=database`), never a fallback when Redis is
+//! down: a silent fallback would split sessions between instances. Expiry is checked on
+//! every load; expired rows are deleted by [`DatabaseStore::sweep_expired`] (the cleanup).
+//! `save` updates only an existing row, so a late save never brings back a deleted session.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, FixedOffset, Utc};
+use sea_orm::{
+    sea_query::Expr, ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect, SqlErr,
+};
+use tower_sessions::{
+    session::{Id, Record},
+    session_store::{self, SessionStore},
+};
+
+use crate::models::_entities::session_records;
+
+/// The SQL-backed session store.
+#[derive(Debug, Clone)]
+pub struct DatabaseStore {
+    db: DatabaseConnection,
+}
+
+fn backend(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(format!("database store: {e}"))
+}
+
+fn expiry(record: &Record) -> session_store::Result<DateTime<FixedOffset>> {
+    DateTime::from_timestamp(record.expiry_date.unix_timestamp(), 0)
+        .map(|t| t.fixed_offset())
+        .ok_or_else(|| session_store::Error::Encode("expiry out of range".into()))
+}
+
+fn encode(record: &Record) -> session_store::Result<String> {
+    serde_json::to_string(record).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+impl DatabaseStore {
+    #[must_use]
+    pub const fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Round trip of a trivial query, for health checks.
+    ///
+    /// # Errors
+    /// When the database does not answer.
+    pub async fn ping(&self) -> Result<Duration, sea_orm::DbErr> {
+        let start = Instant::now();
+        self.db.ping().await?;
+        Ok(start.elapsed())
+    }
+
+    /// Live records and the bytes they take, for monitoring.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn usage(&self) -> Result<(u64, u64), sea_orm::DbErr> {
+        let now = Utc::now().fixed_offset();
+        let rows = session_records::Entity::find()
+            .filter(session_records::Column::ExpiresAt.gt(now))
+            .count(&self.db)
+            .await?;
+        let lengths: Vec<String> = session_records::Entity::find()
+            .select_only()
+            .column(session_records::Column::Record)
+            .filter(session_records::Column::ExpiresAt.gt(now))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok((rows, lengths.iter().map(|r| r.len() as u64).sum()))
+    }
+
+    /// Deletes expired rows; how many.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn sweep_expired(&self) -> Result<u64, sea_orm::DbErr> {
+        Ok(session_records::Entity::delete_many()
+            .filter(session_records::Column::ExpiresAt.lte(Utc::now().fixed_offset()))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
+    /// The keys of every live record.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn keys(&self) -> Result<Vec<Id>, sea_orm::DbErr> {
+        let ids: Vec<String> = session_records::Entity::find()
+            .select_only()
+            .column(session_records::Column::Id)
+            .filter(session_records::Column::ExpiresAt.gt(Utc::now().fixed_offset()))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+}
+
+#[async_trait]
+impl SessionStore for DatabaseStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        loop {
+            let row = session_records::ActiveModel {
+                id: ActiveValue::Set(record.id.to_string()),
+                record: ActiveValue::Set(encode(record)?),
+                expires_at: ActiveValue::Set(expiry(record)?),
+            };
+            match session_records::Entity::insert(row).exec(&self.db).await {
+                Ok(_) => return Ok(()),
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    record.id = Id::default();
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let updated = session_records::Entity::update_many()
+            .col_expr(
+                session_records::Column::Record,
+                Expr::value(encode(record)?),
+            )
+            .col_expr(
+                session_records::Column::ExpiresAt,
+                Expr::value(expiry(record)?),
+            )
+            .filter(session_records::Column::Id.eq(record.id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        if updated.rows_affected == 0 {
+            tracing::debug!("session ended while the request ran; the late save is dropped");
+        }
+        Ok(())
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        let row = session_records::Entity::find_by_id(session_id.to_string())
+            .filter(session_records::Column::ExpiresAt.gt(Utc::now().fixed_offset()))
+            .one(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(
+            row.and_then(|row| match serde_json::from_str::<Record>(&row.record) {
+                Ok(record) if record.id == *session_id => Some(record),
+                _ => {
+                    tracing::warn!("unreadable session row treated as no session");
+                    None
+                }
+            }),
+        )
+    }
+
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        session_records::Entity::delete_by_id(session_id.to_string())
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,53 @@
+//! `cargo loco task sessions_cleanup`: removes expired and unreadable records from the
+//! store and prunes stale registry rows. The scheduler runs it hourly.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use loco_rs::{
+    app::AppContext,
+    task::{Task, TaskInfo, Vars},
+    Error, Result,
+};
+
+use super::args;
+use crate::sessions::maintenance;
+
+pub struct SessionsCleanup;
+
+#[async_trait::async_trait]
+impl Task for SessionsCleanup {
+    fn task(&self) -> TaskInfo {
+        TaskInfo {
+            name: "sessions_cleanup".to_string(),
+            detail: "Remove expired and unreadable session records, prune the registry".to_string(),
+        }
+    }
+
+    async fn run(&self, ctx: &AppContext, vars: &Vars) -> Result<()> {
+        args::only(vars, "sessions_cleanup", "", &[])?;
+        let sessions = args::sessions(ctx).await?;
+        // A bar on a terminal; in a log (the scheduler, CI) only the summary line.
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(0);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{spinner} sweeping {pos}/{len} files {wide_bar} {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let progress = bar.clone();
+        let report = maintenance::cleanup(&sessions, move |done, total| {
+            progress.set_length(total);
+            progress.set_position(done);
+        })
+        .await
+        .map_err(|e| Error::Message(format!("sessions_cleanup: {e}")))?;
+        bar.finish_and_clear();
+        println!("{report}");
+        Ok(())
+    }
+}
