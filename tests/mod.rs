@@ -1,4 +1,6 @@
 mod faults;
+mod ops;
 mod requests;
 mod stores;
 mod support;
+mod tasks;

@@ -236,6 +236,42 @@ impl TestApp {
         self.sessions().audit().flush().await;
     }
 
+    /// Runs `tessera-cli ARGS` as an operator would, against this app's database and
+    /// session directory (development settings, so nothing is recreated); returns whether
+    /// it succeeded, its stdout and its stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let config = self.sessions().config().clone();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-cli"))
+            .args(args)
+            .env("LOCO_ENV", "development")
+            .env("LOG_LEVEL", "error")
+            .env("DATABASE_URL", &self._scratch.database_url)
+            .env("SESSION_STORE", config.store.name())
+            .env("SESSION_DIR", &config.dir)
+            .env(
+                "SESSION_SECRET",
+                "test-only-secret-0123456789abcdef0123456789",
+            )
+            .env("REDIS_URL", &config.redis.url)
+            .output()
+            .expect("tessera-cli runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    }
+
+    /// Runs a task in this process, as `cargo loco task NAME key:value ...` would.
+    pub async fn task(&self, name: &str, vars: &[(&str, &str)]) -> loco_rs::Result<()> {
+        let vars = loco_rs::task::Vars::from_cli_args(
+            vars.iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        );
+        loco_rs::boot::run_task::<App>(&self.ctx, Some(&name.to_string()), &vars).await
+    }
+
     /// Whether the store still holds a record for cookie ID `id`.
     pub async fn store_has(&self, id: &str) -> bool {
         use tower_sessions::session_store::SessionStore;

@@ -1,0 +1,3 @@
+mod database_store;
+mod health;
+mod metrics;

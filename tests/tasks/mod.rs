@@ -1,0 +1,4 @@
+mod cleanup;
+mod migrate;
+mod revoke_and_list;
+mod stats_and_users;
