@@ -1,4 +1,5 @@
 mod faults;
+mod models;
 mod ops;
 mod requests;
 mod stores;

@@ -33,8 +33,10 @@ impl Task for SessionsList {
             println!(
                 "{}  created {}  last seen {}  ip {}  {}",
                 row.session_ref,
-                row.created_at.to_rfc3339(),
-                row.last_seen_at.to_rfc3339(),
+                row.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                row.last_seen_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 row.ip.as_deref().unwrap_or("-"),
                 row.user_agent
             );
