@@ -17,7 +17,7 @@ use serde_json::json;
 use tessera::sessions::{
     settings::{RedisConfig, SessionSecret},
     stores::{
-        encrypted::{EncryptionKeys, Encrypted},
+        encrypted::{Encrypted, EncryptionKeys},
         file::FileStore,
         hashed::{HashedIds, IdHasher},
         redis::RedisSessionStore,
@@ -53,9 +53,21 @@ struct RedisProcess(Child, u16);
 
 impl RedisProcess {
     fn start(dir: &std::path::Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -76,7 +88,10 @@ impl Drop for RedisProcess {
 fn wrapped(backend: Backend) -> HashedIds<Encrypted<Backend>> {
     let secret = SessionSecret::new(b"benchmark-secret-0123456789abcdef0123".to_vec());
     let keys = EncryptionKeys::derive(secret.expose());
-    HashedIds::new(Encrypted::new(backend, Some(keys), None), IdHasher::new(&secret))
+    HashedIds::new(
+        Encrypted::new(backend, Some(keys), None),
+        IdHasher::new(&secret),
+    )
 }
 
 fn bench_store<S: SessionStore + Clone>(c: &mut Criterion, rt: &Runtime, name: &str, store: &S) {
@@ -84,10 +99,12 @@ fn bench_store<S: SessionStore + Clone>(c: &mut Criterion, rt: &Runtime, name: &
     rt.block_on(store.create(&mut stored)).expect("create");
     let mut group = c.benchmark_group("store");
     group.bench_function(BenchmarkId::new("load", name), |b| {
-        b.to_async(rt).iter(|| async { store.load(&stored.id).await.expect("load") });
+        b.to_async(rt)
+            .iter(|| async { store.load(&stored.id).await.expect("load") });
     });
     group.bench_function(BenchmarkId::new("save", name), |b| {
-        b.to_async(rt).iter(|| async { store.save(&stored).await.expect("save") });
+        b.to_async(rt)
+            .iter(|| async { store.save(&stored).await.expect("save") });
     });
     group.finish();
 }
@@ -115,7 +132,12 @@ fn stores(c: &mut Criterion) {
     ];
     for (name, backend) in backends {
         bench_store(c, &rt, name, &backend);
-        bench_store(c, &rt, &format!("{name}+hashed+encrypted"), &wrapped(backend));
+        bench_store(
+            c,
+            &rt,
+            &format!("{name}+hashed+encrypted"),
+            &wrapped(backend),
+        );
     }
 }
 
@@ -139,7 +161,8 @@ fn file_directory_size(c: &mut Criterion) {
         let mut probe = record();
         rt.block_on(store.create(&mut probe)).expect("create");
         group.bench_function(BenchmarkId::from_parameter(count), |b| {
-            b.to_async(&rt).iter(|| async { store.load(&probe.id).await.expect("load") });
+            b.to_async(&rt)
+                .iter(|| async { store.load(&probe.id).await.expect("load") });
         });
     }
     group.finish();

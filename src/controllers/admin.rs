@@ -171,15 +171,9 @@ async fn revoke_everyone(
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {
     let keep = admin.session.session_ref();
-    let rows = sessions.registry().live().await?;
-    let mut count = 0;
-    for row in rows
-        .iter()
-        .filter(|r| keep.as_ref().is_none_or(|k| k.as_str() != r.session_ref))
-    {
-        sessions.revoke(row, EndReason::RevokedByAdmin).await?;
-        count += 1;
-    }
+    let count = sessions
+        .revoke_everyone(keep.as_ref(), EndReason::RevokedByAdmin)
+        .await?;
     Ok(ended(count))
 }
 

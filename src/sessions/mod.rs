@@ -243,16 +243,25 @@ impl Sessions {
         Ok(ended)
     }
 
-    /// Ends every live session of every user; how many ended.
+    /// Ends every live session of every user but `keep`; how many ended.
     ///
     /// # Errors
     /// When the store or the registry fails part way.
-    pub async fn revoke_everyone(&self, reason: EndReason) -> Result<usize, SessionError> {
+    pub async fn revoke_everyone(
+        &self,
+        keep: Option<&SessionRef>,
+        reason: EndReason,
+    ) -> Result<usize, SessionError> {
         let rows = self.registry.live().await?;
-        for row in &rows {
+        let mut ended = 0;
+        for row in rows
+            .iter()
+            .filter(|r| keep.is_none_or(|k| k.as_str() != r.session_ref))
+        {
             self.revoke(row, reason).await?;
+            ended += 1;
         }
-        Ok(rows.len())
+        Ok(ended)
     }
 }
 
@@ -273,5 +282,23 @@ fn network_prefix(ip: &str) -> Option<String> {
 impl From<tower_sessions::session_store::Error> for SessionError {
     fn from(error: tower_sessions::session_store::Error) -> Self {
         tower_sessions::session::Error::Store(error).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::network_prefix;
+
+    #[test]
+    fn networks_are_the_ipv4_24_and_ipv6_64() {
+        assert_eq!(
+            network_prefix("203.0.113.77").as_deref(),
+            Some("203.0.113.0/24")
+        );
+        assert_eq!(
+            network_prefix("2001:db8:1:2:3:4:5:6").as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
+        assert_eq!(network_prefix("not an ip"), None);
     }
 }

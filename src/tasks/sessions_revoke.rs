@@ -37,7 +37,9 @@ impl Task for SessionsRevoke {
                 println!("sessions_revoke: ended {ended} sessions of {}", user.email);
             }
             (None, Some("true")) => {
-                let ended = sessions.revoke_everyone(EndReason::RevokedByAdmin).await;
+                let ended = sessions
+                    .revoke_everyone(None, EndReason::RevokedByAdmin)
+                    .await;
                 let ended =
                     ended.map_err(|e| loco_rs::Error::Message(format!("sessions_revoke: {e}")))?;
                 println!("sessions_revoke: ended {ended} sessions of all users");

@@ -117,13 +117,15 @@ async fn redis_killed_under_load_then_restarted_loses_nothing() {
     };
     tokio::join!(futures::future::join_all(workers), outage);
 
-    let observed = observed.lock().expect("observed");
-    assert!(observed.violations.is_empty(), "{:?}", observed.violations);
-    assert!(
-        observed.statuses.contains(&503),
-        "the outage was seen as 503 pages"
-    );
-    assert!(observed.statuses.contains(&200));
+    {
+        let observed = observed.lock().expect("observed");
+        assert!(observed.violations.is_empty(), "{:?}", observed.violations);
+        assert!(
+            observed.statuses.contains(&503),
+            "the outage was seen as 503 pages"
+        );
+        assert!(observed.statuses.contains(&200));
+    }
     assert_eq!(
         server.keys().len(),
         keys_before,
