@@ -11,7 +11,7 @@ use crate::support::{Settings, TestApp};
 #[tokio::test]
 async fn cleanup_removes_exactly_the_expired_and_corrupt_ones() {
     let app = TestApp::with(Settings {
-        sessions: json!({"store": "file", "idle_timeout_secs": 1, "absolute_lifetime_secs": 3600}),
+        sessions: json!({"store": "file", "idle_timeout_secs": 3, "absolute_lifetime_secs": 3600}),
         ..Settings::default()
     })
     .await;
@@ -29,7 +29,8 @@ async fn cleanup_removes_exactly_the_expired_and_corrupt_ones() {
             backend.save(&record).await.expect("save");
         }
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Past the registry deadline of the first two (3 s idle), with margin for 1 s timestamps.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     // A live session, created after the others expired.
     app.create_user("fin@example.com", false).await;
     let (_live, live_id) = app.browser_logged_in_as("fin@example.com").await;
