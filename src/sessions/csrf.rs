@@ -9,10 +9,11 @@ use subtle::ConstantTimeEq;
 /// The form field every state-changing request carries.
 pub const FIELD: &str = "csrf_token";
 
-/// A fresh token: 256 bits from the OS's CSPRNG, URL-safe base64.
+/// A fresh token: 128 bits from the OS's CSPRNG (OWASP's floor for unguessable tokens),
+/// URL-safe base64. Every session record carries one, so every byte counts.
 #[must_use]
 pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
+    let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -31,7 +32,7 @@ mod tests {
     #[test]
     fn tokens_are_unique_and_compared_exactly() {
         let token = new_token();
-        assert_eq!(token.len(), 43);
+        assert_eq!(token.len(), 22);
         assert_ne!(token, new_token());
         assert!(tokens_match(&token, &token));
         assert!(!tokens_match(&token, &token[1..]));

@@ -7,6 +7,11 @@
 //! re-sealed with the new key on their next write: nobody is logged out. A record that
 //! does not open (tampered, unknown key, or written before encryption was turned on) is
 //! "no session", logged and counted, never an error page.
+//!
+//! The plaintext is MessagePack, not JSON (version 2): the sealed bytes reach Redis as
+//! base64 text inside the Redis store's record, so every plaintext byte costs 1.33 bytes
+//! there, and MessagePack drops JSON's quotes, colons and decimal numbers. Version 1
+//! records (JSON) still open, so an upgrade logs nobody out.
 
 use std::{
     collections::HashMap,
@@ -34,9 +39,14 @@ use tower_sessions::{
 use super::hashed::IdHasher;
 use crate::sessions::audit::{AuditEvent, AuditLog, EventKind};
 
+/// A record's data, as tower-sessions keeps it.
+type Data = HashMap<String, Value>;
+
 /// The one data entry of a sealed record.
 const SEALED: &str = "sealed";
-const VERSION: u8 = 1;
+/// Envelope versions: 1 sealed JSON, 2 seals MessagePack.
+const VERSION_JSON: u8 = 1;
+const VERSION: u8 = 2;
 const KEY_ID_LEN: usize = 4;
 const NONCE_LEN: usize = 24;
 
@@ -98,7 +108,8 @@ impl EncryptionKeys {
         Self::from_raw(&[key])
     }
 
-    fn seal(&self, key_id: &Id, plaintext: &[u8]) -> Option<String> {
+    fn seal(&self, key_id: &Id, data: &Data) -> Option<String> {
+        let plaintext = rmp_serde::to_vec(data).ok()?;
         let (id, cipher) = self.keys.first()?;
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let aad = key_id.0.to_le_bytes();
@@ -106,7 +117,7 @@ impl EncryptionKeys {
             .encrypt(
                 &nonce,
                 Payload {
-                    msg: plaintext,
+                    msg: &plaintext,
                     aad: &aad,
                 },
             )
@@ -119,10 +130,10 @@ impl EncryptionKeys {
         Some(STANDARD.encode(sealed))
     }
 
-    fn open(&self, key_id: &Id, sealed: &str) -> Option<Vec<u8>> {
+    fn open(&self, key_id: &Id, sealed: &str) -> Option<Data> {
         let bytes = STANDARD.decode(sealed).ok()?;
         let (&version, rest) = bytes.split_first()?;
-        if version != VERSION || rest.len() < KEY_ID_LEN + NONCE_LEN {
+        if !matches!(version, VERSION | VERSION_JSON) || rest.len() < KEY_ID_LEN + NONCE_LEN {
             return None;
         }
         let (id, rest) = rest.split_at(KEY_ID_LEN);
@@ -130,7 +141,7 @@ impl EncryptionKeys {
         let (_, cipher) = self.keys.iter().find(|(candidate, _)| candidate == id)?;
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
         let aad = key_id.0.to_le_bytes();
-        cipher
+        let plaintext = cipher
             .decrypt(
                 &XNonce::from(nonce),
                 Payload {
@@ -138,7 +149,12 @@ impl EncryptionKeys {
                     aad: &aad,
                 },
             )
-            .ok()
+            .ok()?;
+        if version == VERSION_JSON {
+            serde_json::from_slice(&plaintext).ok()
+        } else {
+            rmp_serde::from_slice(&plaintext).ok()
+        }
     }
 }
 
@@ -178,10 +194,8 @@ impl<S> Encrypted<S> {
         let Some(keys) = &self.keys else {
             return Ok(record.clone());
         };
-        let plaintext = serde_json::to_vec(&record.data)
-            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let sealed = keys
-            .seal(&record.id, &plaintext)
+            .seal(&record.id, &record.data)
             .ok_or_else(|| session_store::Error::Encode("record could not be sealed".into()))?;
         Ok(Record {
             data: HashMap::from([(SEALED.to_string(), Value::String(sealed))]),
@@ -197,8 +211,7 @@ impl<S> Encrypted<S> {
             .data
             .get(SEALED)
             .and_then(Value::as_str)
-            .and_then(|sealed| keys.open(&record.id, sealed))
-            .and_then(|plaintext| serde_json::from_slice(&plaintext).ok());
+            .and_then(|sealed| keys.open(&record.id, sealed));
         if data.is_none() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let session_ref = IdHasher::ref_of_key(&record.id);
@@ -253,13 +266,17 @@ mod tests {
         STANDARD.encode([byte; 32])
     }
 
+    fn data(text: &str) -> Data {
+        HashMap::from([("tessera".to_string(), Value::String(text.to_string()))])
+    }
+
     #[test]
     fn sealed_records_open_only_with_a_known_key_and_their_own_id() {
         let id = Id::default();
         let old = EncryptionKeys::parse(&key(1)).expect("keys");
-        let sealed = old.seal(&id, b"secret data").expect("sealed");
+        let sealed = old.seal(&id, &data("secret data")).expect("sealed");
         assert!(!sealed.contains("secret"));
-        assert_eq!(old.open(&id, &sealed).as_deref(), Some(&b"secret data"[..]));
+        assert_eq!(old.open(&id, &sealed), Some(data("secret data")));
         assert!(
             old.open(&Id::default(), &sealed).is_none(),
             "bound to its id"
@@ -267,16 +284,50 @@ mod tests {
 
         let rotated = EncryptionKeys::parse(&format!("{},{}", key(2), key(1))).expect("keys");
         assert_eq!(
-            rotated.open(&id, &sealed).as_deref(),
-            Some(&b"secret data"[..]),
+            rotated.open(&id, &sealed),
+            Some(data("secret data")),
             "old keys still open"
         );
-        let resealed = rotated.seal(&id, b"x").expect("sealed");
+        let resealed = rotated.seal(&id, &data("x")).expect("sealed");
         assert!(old.open(&id, &resealed).is_none(), "the first key seals");
         assert!(EncryptionKeys::parse(&key(3))
             .expect("keys")
             .open(&id, &sealed)
             .is_none());
+    }
+
+    #[test]
+    fn records_sealed_as_json_before_the_upgrade_still_open() {
+        let id = Id::default();
+        let keys = EncryptionKeys::parse(&key(1)).expect("keys");
+        let (key_id, cipher) = &keys.keys[0];
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let plaintext = serde_json::to_vec(&data("from version 1")).expect("json");
+        let aad = id.0.to_le_bytes();
+        let ciphertext = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("sealed");
+        let envelope = [&[VERSION_JSON][..], key_id, &nonce, &ciphertext].concat();
+        assert_eq!(
+            keys.open(&id, &STANDARD.encode(envelope)),
+            Some(data("from version 1"))
+        );
+    }
+
+    #[test]
+    fn messagepack_keeps_the_sealed_record_small() {
+        let keys = EncryptionKeys::parse(&key(1)).expect("keys");
+        let record = data(&"x".repeat(200));
+        let json_len = serde_json::to_vec(&record).expect("json").len();
+        let sealed = keys.seal(&Id::default(), &record).expect("sealed");
+        let overhead = 1 + KEY_ID_LEN + NONCE_LEN + 16;
+        assert!(STANDARD.decode(sealed).expect("base64").len() < json_len + overhead);
     }
 
     #[test]
