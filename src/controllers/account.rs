@@ -1,7 +1,7 @@
 //! The account page: change one's password. A new password is a privilege change: every
 //! other session of the user ends, and this one gets a new ID.
 
-use axum::{extract::Query, http::StatusCode, response::Redirect};
+use axum::{http::StatusCode, response::Redirect};
 use loco_rs::prelude::*;
 use serde::Deserialize;
 
@@ -23,16 +23,9 @@ pub struct PasswordForm {
     pub new_password: String,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Notice {
-    #[serde(default)]
-    pub notice: Option<String>,
-}
-
 async fn render(
     v: &TeraView,
     current: &mut CurrentUser,
-    notice: &str,
     errors: (&str, &str),
     status: StatusCode,
 ) -> Result<Response, AppError> {
@@ -42,7 +35,6 @@ async fn render(
         "account/show.html",
         data!({
             "layout": layout,
-            "notice": notice,
             "errors": { "current_password": errors.0, "new_password": errors.1 },
         }),
     )?)
@@ -51,14 +43,9 @@ async fn render(
 #[debug_handler(state = AppContext)]
 async fn show(
     ViewEngine(v): ViewEngine<TeraView>,
-    Query(notice): Query<Notice>,
     mut current: CurrentUser,
 ) -> Result<Response, AppError> {
-    let notice = match notice.notice.as_deref() {
-        Some("password_changed") => "Password changed. Your other sessions were ended.",
-        _ => "",
-    };
-    render(&v, &mut current, notice, ("", ""), StatusCode::OK).await
+    render(&v, &mut current, ("", ""), StatusCode::OK).await
 }
 
 #[debug_handler(state = AppContext)]
@@ -87,7 +74,6 @@ async fn change_password(
         return render(
             &v,
             &mut current,
-            "",
             (current_error, new_error),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
@@ -113,7 +99,16 @@ async fn change_password(
             .client(current.session.client())
             .reason(format!("{ended} other sessions ended")),
     );
-    Ok(Redirect::to("/account?notice=password_changed").into_response())
+    let others = match ended {
+        0 => String::new(),
+        1 => " Your other session was ended.".to_string(),
+        n => format!(" Your {n} other sessions were ended."),
+    };
+    current
+        .session
+        .flash(format!("Password changed.{others}"))
+        .await?;
+    Ok(Redirect::to("/account").into_response())
 }
 
 pub fn routes() -> Routes {

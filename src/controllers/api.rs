@@ -1,9 +1,14 @@
-//! `GET /api/session`: the session as JSON, for scripts and the page's status checks.
+//! `GET /api/session`: the session as JSON, for scripts.
+//! `GET /api/session/status`: who is logged in and the active platform, for the status
+//! check of open pages (`session-sync.js`); reading it is not activity.
 
 use loco_rs::prelude::*;
 use serde::Serialize;
 
-use crate::{errors::AppError, sessions::AppSession};
+use crate::{
+    errors::AppError,
+    sessions::{session::BackgroundCheck, AppSession},
+};
 
 #[derive(Debug, Serialize)]
 struct SessionStatus {
@@ -28,7 +33,29 @@ async fn session_status(session: AppSession) -> Result<Response, AppError> {
         expires_at: view.as_ref().map(|v| v.expires_at.clone()),
         store: session.store_name(),
     };
-    let mut response = format::json(status)?;
+    uncached(format::json(status)?)
+}
+
+#[derive(Debug, Serialize)]
+struct BackgroundStatus {
+    authenticated: bool,
+    user_id: Option<i64>,
+    active_platform_id: Option<i64>,
+}
+
+#[debug_handler]
+async fn background_status(
+    BackgroundCheck(session): BackgroundCheck,
+) -> Result<Response, AppError> {
+    uncached(format::json(BackgroundStatus {
+        authenticated: session.user_id().is_some(),
+        user_id: session.user_id(),
+        active_platform_id: session.active_platform_id(),
+    })?)
+}
+
+#[allow(clippy::unnecessary_wraps)]
+fn uncached(mut response: Response) -> Result<Response, AppError> {
     response.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
@@ -40,4 +67,5 @@ pub fn routes() -> Routes {
     Routes::new()
         .prefix("/api")
         .add("/session", get(session_status))
+        .add("/session/status", get(background_status))
 }

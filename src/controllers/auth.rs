@@ -184,6 +184,9 @@ async fn login(
     session
         .log_in(user.id, form.remember.as_deref() == Some("on"), client)
         .await?;
+    session
+        .flash(format!("Welcome back, {}.", user.name))
+        .await?;
     Ok(Redirect::to("/dashboard").into_response())
 }
 

@@ -74,8 +74,10 @@ impl CurrentUser {
     /// When the session cannot be read.
     pub async fn layout(&mut self) -> Result<Value, AppError> {
         let csrf_token = self.session.csrf_token().await?;
+        let flash = self.session.take_flash().await?;
         Ok(json!({
-            "user": { "name": self.user.name, "email": self.user.email, "admin": self.user.admin },
+            "user": { "id": self.user.id, "name": self.user.name, "email": self.user.email, "admin": self.user.admin },
+            "flash": flash,
             "csrf_token": csrf_token,
             "active_platform": self.active_platform.as_ref().map(|p| json!({ "id": p.id, "name": p.name, "url": p.url })),
         }))

@@ -75,7 +75,11 @@ async fn create(
 ) -> Result<Response, AppError> {
     match NewPlatform::parse(&form.name, &form.url) {
         Ok(new) => {
-            platforms::Model::create_for(&ctx.db, current.user.id, &new).await?;
+            let platform = platforms::Model::create_for(&ctx.db, current.user.id, &new).await?;
+            current
+                .session
+                .flash(format!("Added {}.", platform.name))
+                .await?;
             Ok(Redirect::to("/platforms").into_response())
         }
         Err(errors) => {
@@ -103,6 +107,10 @@ async fn activate(
     current
         .session
         .set_active_platform(Some(platform.id))
+        .await?;
+    current
+        .session
+        .flash(format!("{} is now your active platform.", platform.name))
         .await?;
     Ok(Redirect::to("/platforms").into_response())
 }

@@ -73,19 +73,25 @@ async fn revoke(
         .find(|r| r.session_ref == session_ref.as_str())
         .ok_or(AppError::NotFound)?;
     sessions.revoke(row, EndReason::RevokedByUser).await?;
+    current.session.flash("Session ended.").await?;
     Ok(Redirect::to("/sessions").into_response())
 }
 
 #[debug_handler(state = AppContext)]
 async fn revoke_others(
     SessionLayer(sessions): SessionLayer,
-    current: CurrentUser,
+    mut current: CurrentUser,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {
     let keep = current.session.session_ref();
-    sessions
+    let ended = sessions
         .revoke_user(current.user.id, keep.as_ref(), EndReason::RevokedByUser)
         .await?;
+    let message = match ended {
+        1 => "Your other session was ended.".to_string(),
+        n => format!("{n} other sessions were ended."),
+    };
+    current.session.flash(message).await?;
     Ok(Redirect::to("/sessions").into_response())
 }
 

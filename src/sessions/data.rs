@@ -38,6 +38,9 @@ pub struct SessionData {
     /// a request from another browser with this session's ID ends it.
     #[serde(rename = "f", default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
+    /// A one-time message for the next page ("flash"): set by an action, shown once.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub flash: Option<String>,
 }
 
 impl SessionData {

@@ -37,6 +37,14 @@ pub struct AppSession {
     data: Option<SessionData>,
 }
 
+/// Whether reading the session is the user's activity. An open tab's background status
+/// check is not: if it touched the session, a forgotten tab would keep it alive forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    User,
+    Background,
+}
+
 /// The session as the dashboard and `/api/session` show it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionView {
@@ -77,7 +85,7 @@ fn chrono_time(t: UnixTime) -> chrono::DateTime<chrono::FixedOffset> {
 
 impl AppSession {
     /// Loads the session behind `session` and applies the policy to it, for a request
-    /// from `client`.
+    /// from `client`; only [`Activity::User`] counts towards the idle timeout.
     ///
     /// # Errors
     /// [`SessionError::StoreUnavailable`] when the store does not answer.
@@ -85,6 +93,7 @@ impl AppSession {
         session: Session,
         sessions: Arc<Sessions>,
         client: &ClientInfo,
+        activity: Activity,
     ) -> Result<Self, SessionError> {
         let stored = match session.get::<SessionData>(SessionData::KEY).await {
             Ok(data) => data,
@@ -119,7 +128,7 @@ impl AppSession {
             .judge(data.created_at, data.last_activity, now);
         match verdict {
             Verdict::Live { touch } => {
-                if touch {
+                if touch && activity == Activity::User {
                     data.last_activity = now;
                     this.write(&data).await?;
                     this.record_touch(&data).await;
@@ -193,6 +202,7 @@ impl AppSession {
             csrf_token: csrf::new_token(),
             active_platform_id: None,
             fingerprint: String::new(),
+            flash: None,
         };
         self.write(&data).await?;
         let token = data.csrf_token.clone();
@@ -237,6 +247,7 @@ impl AppSession {
             csrf_token: csrf::new_token(),
             active_platform_id: None,
             fingerprint: self.sessions.fingerprint(&client),
+            flash: None,
         };
         self.write(&data).await?;
         // Saved now, not by the middleware: the registry needs the new ID.
@@ -355,6 +366,35 @@ impl AppSession {
         Ok(())
     }
 
+    /// Leaves `text` for the next page this session is shown ("flash"), e.g. after a
+    /// redirect. Only for logged-in sessions; a later message replaces an unseen one.
+    ///
+    /// # Errors
+    /// When the session cannot be written.
+    pub async fn flash(&mut self, text: impl Into<String>) -> Result<(), SessionError> {
+        let Some(mut data) = self.data.clone().filter(|d| d.user_id.is_some()) else {
+            return Ok(());
+        };
+        data.flash = Some(text.into());
+        self.write(&data).await?;
+        self.data = Some(data);
+        Ok(())
+    }
+
+    /// The flash message left for this page, if any, removed so that it shows once.
+    ///
+    /// # Errors
+    /// When the session cannot be written.
+    pub async fn take_flash(&mut self) -> Result<Option<String>, SessionError> {
+        let Some(mut data) = self.data.clone().filter(|d| d.flash.is_some()) else {
+            return Ok(None);
+        };
+        let flash = data.flash.take();
+        self.write(&data).await?;
+        self.data = Some(data);
+        Ok(flash)
+    }
+
     /// The session as pages show it; `None` for a visitor without a session.
     #[must_use]
     pub fn view(&self) -> Option<SessionView> {
@@ -435,10 +475,8 @@ impl AppSession {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for AppSession {
-    type Rejection = SessionError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+impl AppSession {
+    async fn from_parts(parts: &Parts, activity: Activity) -> Result<Self, SessionError> {
         let session = parts
             .extensions
             .get::<Session>()
@@ -449,12 +487,35 @@ impl<S: Send + Sync> FromRequestParts<S> for AppSession {
             .get::<Arc<Sessions>>()
             .cloned()
             .ok_or(SessionError::NotInstalled)?;
-        let this = Self::load(session, sessions, &ClientInfo::from_parts(parts)).await?;
+        let this = Self::load(session, sessions, &ClientInfo::from_parts(parts), activity).await?;
         if this.user_id().is_some() {
             if let Some(marker) = parts.extensions.get::<ServedToUser>() {
                 marker.set();
             }
         }
         Ok(this)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AppSession {
+    type Rejection = SessionError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Self::from_parts(parts, Activity::User).await
+    }
+}
+
+/// The session read by an open page's background status check: the policy still applies
+/// (an expired session reads as ended) but the read is not activity.
+#[derive(Debug, Clone)]
+pub struct BackgroundCheck(pub AppSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for BackgroundCheck {
+    type Rejection = SessionError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        AppSession::from_parts(parts, Activity::Background)
+            .await
+            .map(Self)
     }
 }
