@@ -16,8 +16,12 @@ use migration::Migrator;
 use std::path::Path;
 
 #[allow(unused_imports)]
+use axum::{response::IntoResponse, Router as AxumRouter};
+
 use crate::{
-    controllers, initializers,
+    controllers,
+    errors::AppError,
+    initializers,
     models::_entities::{platforms, session_events, session_records, user_sessions, users},
     tasks,
 };
@@ -50,6 +54,12 @@ impl Hooks for App {
             Box::new(initializers::view_engine::ViewEngineInitializer),
             Box::new(initializers::sessions::SessionsInitializer),
         ])
+    }
+
+    /// Unknown addresses get Tessera's own 404 page (Loco's fallback page is switched off
+    /// in the config); set first so every middleware applies to it too.
+    async fn before_routes(_ctx: &AppContext) -> Result<AxumRouter<AppContext>> {
+        Ok(AxumRouter::new().fallback(|| async { AppError::NotFound.into_response() }))
     }
 
     fn routes(_ctx: &AppContext) -> AppRoutes {

@@ -1,3 +1,4 @@
+mod browser;
 mod faults;
 mod models;
 mod ops;

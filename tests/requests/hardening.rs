@@ -216,3 +216,15 @@ async fn headers_protect_pages_behind_login_and_logout_clears_site_data() {
     let api: Value = browser.get("/api/session").await.json();
     assert_eq!(api["authenticated"], false);
 }
+
+#[tokio::test]
+async fn an_unknown_address_gets_the_404_page_with_the_security_headers() {
+    let app = TestApp::start().await;
+    let response = app.browser().get("/no/such/page").await;
+    assert_eq!(response.status_code(), 404);
+    assert!(response.text().contains("Not found"), "{}", response.text());
+    assert!(
+        response.headers().contains_key("content-security-policy"),
+        "the 404 page goes through the middleware"
+    );
+}

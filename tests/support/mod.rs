@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod postgres;
 pub mod redis;
 
@@ -160,6 +161,21 @@ impl TestApp {
             },
         )
         .expect("test server")
+    }
+
+    /// Serves the app over real HTTP on 127.0.0.1 (for a real browser); returns its base
+    /// URL. The server lives as long as the test's runtime.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let address = listener.local_addr().expect("bound address");
+        let service = self
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await });
+        format!("http://{address}")
     }
 
     pub fn scratch(&self) -> Arc<Scratch> {
