@@ -104,3 +104,27 @@ async fn touch_writes_the_store_at_most_once_per_interval() {
     );
     assert_ne!(first["last_activity"], Value::Null);
 }
+
+#[tokio::test]
+async fn an_open_pages_status_checks_do_not_keep_an_idle_session_alive() {
+    let app = TestApp::with_sessions(
+        json!({"idle_timeout_secs": 3, "absolute_lifetime_secs": 60, "touch_interval_secs": 1}),
+    )
+    .await;
+    let browser = app.browser();
+    app.register(&browser, "Max", "max@example.com", "correct horse battery")
+        .await;
+    app.log_in(&browser, "max@example.com", "correct horse battery", false)
+        .await;
+
+    // A forgotten tab checks every half second; the session still ends when idle.
+    let mut statuses = Vec::new();
+    for _ in 0..9 {
+        sleep_secs(0.5).await;
+        let status: Value = browser.get("/api/session/status").await.json();
+        statuses.push(status["authenticated"].as_bool());
+    }
+    assert_eq!(statuses.first(), Some(&Some(true)), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&Some(false)), "{statuses:?}");
+    assert_eq!(location(&browser.get("/dashboard").await), "/login");
+}
