@@ -1,4 +1,5 @@
 mod admin;
+mod assets;
 mod auth;
 mod cookies;
 mod csrf;
