@@ -127,15 +127,34 @@ fn internal_error_page() -> Response {
 /// A complete, self-contained HTML error page. It needs no template engine and no session,
 /// so it renders even when those are what failed.
 fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    // Same stylesheet and header as the Tera layout, and the same markup as the static
+    // assets/static/404.html, so an error looks like the rest of Tessera.
     let body = format!(
         r#"<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · Tessera</title><link rel="stylesheet" href="/static/app.css"></head>
-<body><main class="container narrow"><section class="card error-page">
-<p class="status">{code}</p><h1>{title}</h1><p>{message}</p>
-<p><a class="button" href="/">Back to Tessera</a></p>
-</section></main></body></html>"#,
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{title} · Tessera</title>
+  <link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+  <link rel="stylesheet" href="/static/app.css">
+</head>
+<body>
+  <header class="topbar">
+    <div class="topbar-inner">
+      <a class="brand" href="/"><img src="/static/favicon.svg" alt="" width="28" height="28">Tessera</a>
+    </div>
+  </header>
+  <main class="container" id="main">
+    <section class="card narrow error-page" aria-labelledby="error-title">
+      <p class="status">{code}</p>
+      <h1 id="error-title">{title}</h1>
+      <p class="lead">{message}</p>
+      <p class="actions"><a class="button" href="/">Back to Tessera</a></p>
+    </section>
+  </main>
+</body>
+</html>"#,
         code = status.as_u16(),
     );
     let mut response = (status, axum::response::Html(body)).into_response();
