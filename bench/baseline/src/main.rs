@@ -24,19 +24,20 @@ struct UserSession {
     user_id: i64,
     active_platform_id: Option<i64>,
     created_at: i64,
-    last_activity: i64,
+    /// Seconds with a fraction, so that every request changes it and is saved.
+    last_activity: f64,
     user_agent: String,
     ip: String,
     csrf_token: String,
 }
 
 async fn login(session: Session, headers: HeaderMap) -> impl IntoResponse {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let now = OffsetDateTime::now_utc();
     let user = UserSession {
         user_id: 1,
         active_platform_id: None,
-        created_at: now,
-        last_activity: now,
+        created_at: now.unix_timestamp(),
+        last_activity: unix_seconds(now),
         user_agent: headers
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -55,7 +56,7 @@ async fn current(session: Session) -> impl IntoResponse {
     let Ok(Some(mut user)) = session.get::<UserSession>(KEY).await else {
         return Json(serde_json::json!({ "authenticated": false }));
     };
-    user.last_activity = OffsetDateTime::now_utc().unix_timestamp();
+    user.last_activity = unix_seconds(OffsetDateTime::now_utc());
     let body = serde_json::json!({
         "authenticated": true,
         "user_id": user.user_id,
@@ -68,6 +69,11 @@ async fn current(session: Session) -> impl IntoResponse {
         return Json(serde_json::json!({ "authenticated": false }));
     }
     Json(body)
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn unix_seconds(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
 }
 
 #[tokio::main]
