@@ -118,6 +118,7 @@ fn stores(c: &mut Criterion) {
             url: format!("redis://127.0.0.1:{}", redis_process.1),
             pool_size: 2,
             command_timeout: Duration::from_secs(1),
+            reconnect_max_delay: Duration::from_secs(1),
         })
         .expect("pool");
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -3,6 +3,7 @@ mod faults;
 mod models;
 mod ops;
 mod requests;
+mod scaling;
 mod stores;
 mod support;
 mod tasks;

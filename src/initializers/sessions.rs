@@ -10,7 +10,7 @@ use loco_rs::{
     Error, Result,
 };
 
-use crate::sessions::{layer::session_middleware, Sessions};
+use crate::sessions::{layer::session_middleware, stores::Backend, Sessions};
 
 pub struct SessionsInitializer;
 
@@ -22,6 +22,13 @@ impl Initializer for SessionsInitializer {
 
     async fn after_routes(&self, router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
         let sessions = Sessions::from_context(ctx).map_err(Error::Message)?;
+        if let Backend::Redis(redis) = sessions.backend() {
+            redis
+                .check_topology()
+                .await
+                .map_err(|e| Error::Message(format!("settings.sessions.redis.url: {e}")))?;
+            tracing::info!(topology = redis.topology().name(), "Redis sessions");
+        }
         // Install the metrics recorder before the first request counts anything.
         let _ = crate::sessions::metrics::handle();
         let config = sessions.config();

@@ -169,7 +169,10 @@ impl Default for CookieSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `REDIS_URL`: `redis://` or `rediss://`, with password and db number if needed.
+    /// `REDIS_URL`, which also names the topology: `redis://` (one server),
+    /// `redis-cluster://` (a Redis Cluster, seed nodes as `?node=host:port`),
+    /// `redis-sentinel://` (behind Sentinel: sentinel addresses, `sentinelServiceName`);
+    /// each with `rediss` for TLS, and password and db number if needed.
     #[serde(default = "default_redis_url")]
     pub url: String,
     #[serde(default = "default_pool_size")]
@@ -178,6 +181,9 @@ pub struct RedisSettings {
     /// this much before the 503.
     #[serde(default = "default_command_timeout_ms")]
     pub command_timeout_ms: u64,
+    /// After a lost connection, reconnect attempts back off from 100 ms to this.
+    #[serde(default = "default_reconnect_max_delay_ms")]
+    pub reconnect_max_delay_ms: u32,
 }
 
 impl Default for RedisSettings {
@@ -186,6 +192,7 @@ impl Default for RedisSettings {
             url: default_redis_url(),
             pool_size: default_pool_size(),
             command_timeout_ms: default_command_timeout_ms(),
+            reconnect_max_delay_ms: default_reconnect_max_delay_ms(),
         }
     }
 }
@@ -210,6 +217,9 @@ fn default_redis_url() -> String {
 }
 const fn default_pool_size() -> usize {
     4
+}
+const fn default_reconnect_max_delay_ms() -> u32 {
+    1000
 }
 const fn default_command_timeout_ms() -> u64 {
     1000
@@ -268,6 +278,7 @@ pub struct RedisConfig {
     pub url: String,
     pub pool_size: usize,
     pub command_timeout: Duration,
+    pub reconnect_max_delay: Duration,
 }
 
 /// Everything the session layer needs, checked: build it with [`SessionConfig::from_settings`].
@@ -460,10 +471,18 @@ fn check_cookie(cookie: CookieSettings, production: bool) -> Result<CookieConfig
 }
 
 fn check_redis(redis: RedisSettings) -> Result<RedisConfig, SettingsError> {
-    if !(redis.url.starts_with("redis://") || redis.url.starts_with("rediss://")) {
+    const SCHEMES: [&str; 6] = [
+        "redis://",
+        "rediss://",
+        "redis-cluster://",
+        "rediss-cluster://",
+        "redis-sentinel://",
+        "rediss-sentinel://",
+    ];
+    if !SCHEMES.iter().any(|scheme| redis.url.starts_with(scheme)) {
         return Err(SettingsError::new(
             "redis.url",
-            "REDIS_URL must start with redis:// or rediss://",
+            "REDIS_URL must start with redis://, redis-cluster:// or redis-sentinel:// (rediss for TLS)",
         ));
     }
     if redis.pool_size == 0 || redis.pool_size > 256 {
@@ -478,9 +497,16 @@ fn check_redis(redis: RedisSettings) -> Result<RedisConfig, SettingsError> {
             "must be more than 0",
         ));
     }
+    if redis.reconnect_max_delay_ms < 100 {
+        return Err(SettingsError::new(
+            "redis.reconnect_max_delay_ms",
+            "must be at least 100",
+        ));
+    }
     Ok(RedisConfig {
         url: redis.url,
         pool_size: redis.pool_size,
         command_timeout: Duration::from_millis(redis.command_timeout_ms),
+        reconnect_max_delay: Duration::from_millis(u64::from(redis.reconnect_max_delay_ms)),
     })
 }

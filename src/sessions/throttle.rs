@@ -123,11 +123,9 @@ impl LoginThrottle {
         let key = self.key(Subject::Account, account);
         match &self.store {
             Backend::Redis(redis) => {
-                let _: u64 = redis
-                    .pool()
-                    .del(redis_key(key))
-                    .await
-                    .map_err(redis_error)?;
+                let key = redis_key(key);
+                let pool = redis.client_for(&key).await.map_err(redis_error)?;
+                let _: u64 = pool.del(key).await.map_err(redis_error)?;
             }
             store => store.delete(&key).await?,
         }
@@ -137,9 +135,10 @@ impl LoginThrottle {
     async fn read(&self, key: Id) -> Result<(u64, Duration), SessionError> {
         match &self.store {
             Backend::Redis(redis) => {
-                let pool = redis.pool();
-                let count: Option<u64> = pool.get(redis_key(key)).await.map_err(redis_error)?;
-                let ttl: i64 = pool.ttl(redis_key(key)).await.map_err(redis_error)?;
+                let key = redis_key(key);
+                let pool = redis.client_for(&key).await.map_err(redis_error)?;
+                let count: Option<u64> = pool.get(&key).await.map_err(redis_error)?;
+                let ttl: i64 = pool.ttl(&key).await.map_err(redis_error)?;
                 Ok((
                     count.unwrap_or(0),
                     Duration::from_secs(ttl.max(0).unsigned_abs()),
@@ -155,14 +154,12 @@ impl LoginThrottle {
     async fn increment(&self, key: Id) -> Result<(), SessionError> {
         match &self.store {
             Backend::Redis(redis) => {
-                let pool = redis.pool();
-                let count: u64 = pool.incr(redis_key(key)).await.map_err(redis_error)?;
+                let key = redis_key(key);
+                let pool = redis.client_for(&key).await.map_err(redis_error)?;
+                let count: u64 = pool.incr(&key).await.map_err(redis_error)?;
                 if count == 1 {
                     let window = i64::try_from(self.limits.window_secs).unwrap_or(i64::MAX);
-                    let _: bool = pool
-                        .expire(redis_key(key), window, None)
-                        .await
-                        .map_err(redis_error)?;
+                    let _: bool = pool.expire(&key, window, None).await.map_err(redis_error)?;
                 }
             }
             // Not atomic across instances, unlike Redis: a burst may count a little low.

@@ -17,6 +17,7 @@ fn store_for(server: &RedisServer) -> RedisSessionStore {
         url: server.url(),
         pool_size: 2,
         command_timeout: Duration::from_secs(1),
+        reconnect_max_delay: Duration::from_secs(1),
     })
     .expect("pool builds")
 }

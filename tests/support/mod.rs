@@ -7,6 +7,7 @@
 pub mod chromium;
 pub mod postgres;
 pub mod redis;
+pub mod redis_topology;
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc};
 

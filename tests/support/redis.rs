@@ -15,6 +15,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// Extra `redis-server` arguments (cluster mode, replication, ...).
+    args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -22,6 +24,16 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+pub fn free_port_with_bus() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Fails the test with one line saying what to install when `redis-server` is missing.
@@ -38,11 +50,17 @@ impl RedisServer {
     /// Starts a server that keeps every write in an append-only file (fsync always), so a
     /// killed and restarted server still has every session.
     pub fn start() -> Self {
+        Self::start_with(free_port(), &[])
+    }
+
+    /// Starts a server on `port` with extra `redis-server` arguments.
+    pub fn start_with(port: u16, args: &[&str]) -> Self {
         require_redis();
         let mut server = Self {
-            port: free_port(),
+            port,
             dir: TempDir::new().expect("temp dir"),
             child: None,
+            args: args.iter().map(ToString::to_string).collect(),
         };
         server.spawn();
         server
@@ -63,6 +81,7 @@ impl RedisServer {
                 "",
             ])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(&self.args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

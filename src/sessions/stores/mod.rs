@@ -8,6 +8,7 @@
 //! [`Backend`] picks one at start; [`Instrumented`] wraps it to count what the layer asks
 //! of the store (touch throttling is proven by these counts).
 
+pub mod cluster;
 pub mod database;
 pub mod encrypted;
 pub mod file;

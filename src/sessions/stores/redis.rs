@@ -12,14 +12,24 @@
 //!
 //! Keys are the bare session IDs (0.16 has no key prefix); give Tessera a Redis
 //! database of its own with the db number in `REDIS_URL` (`redis://host:6379/2`).
+//!
+//! The URL also names the topology, parsed by fred: one server (`redis://`), a Redis
+//! Cluster (`redis-cluster://seed:7000?node=seed2:7001`) or a master behind Sentinel
+//! (`redis-sentinel://sentinel:26379?sentinelServiceName=mymaster&node=sentinel2:26379`).
+//! Every command Tessera sends names one key, so none crosses cluster slots; listing keys
+//! and measuring memory visit every cluster master. Cluster routing is ours
+//! ([`super::cluster`]), over fred pools to each master.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use fred::{
     interfaces::{ClientLike, KeysInterface, ServerInterface},
-    prelude::{Builder, Config as FredConfig, Pool, ReconnectPolicy},
-    types::InfoKind,
+    prelude::{Builder, Config as FredConfig, Pool, ReconnectPolicy, ServerConfig},
+    types::{config::Server, InfoKind},
 };
 use tower_sessions::{
     session::{Id, Record},
@@ -27,18 +37,53 @@ use tower_sessions::{
 };
 use tower_sessions_redis_store::RedisStore;
 
+use super::cluster::{PoolBuilder, SlotRouter};
 use crate::sessions::settings::RedisConfig;
 
-/// Reconnect forever, from 100 ms backing off to at most 1 s between attempts, so the app
-/// serves again within a second or two of Redis coming back.
+/// Reconnect forever, from 100 ms backing off to `redis.reconnect_max_delay_ms` between
+/// attempts, so the app serves again soon after Redis (or a failover) comes back.
 const RECONNECT_MIN_DELAY_MS: u32 = 100;
-const RECONNECT_MAX_DELAY_MS: u32 = 1000;
+
+/// How the Redis deployment is laid out, as `REDIS_URL` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Single,
+    Cluster,
+    Sentinel,
+}
+
+impl Topology {
+    fn of(config: &FredConfig) -> Self {
+        match config.server {
+            ServerConfig::Centralized { .. } => Self::Single,
+            ServerConfig::Clustered { .. } => Self::Cluster,
+            ServerConfig::Sentinel { .. } => Self::Sentinel,
+        }
+    }
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Cluster => "cluster",
+            Self::Sentinel => "sentinel",
+        }
+    }
+}
 
 /// The Redis-backed session store.
 #[derive(Debug, Clone)]
 pub struct RedisSessionStore {
-    pool: Pool,
-    store: RedisStore<Pool>,
+    connection: Connection,
+    config: FredConfig,
+    timeout: Duration,
+}
+
+/// One pool (a single server, or the master Sentinel names), or one pool per cluster master.
+#[derive(Debug, Clone)]
+enum Connection {
+    Pool(Pool),
+    Cluster(Arc<SlotRouter>),
 }
 
 /// Memory and key count of the Redis database, for monitoring.
@@ -57,29 +102,150 @@ impl RedisSessionStore {
     pub fn connect(config: &RedisConfig) -> Result<Self, String> {
         let mut fred_config = FredConfig::from_url(&config.url)
             .map_err(|e| format!("REDIS_URL is not a usable Redis URL: {}", e.details()))?;
+        let max_delay = u32::try_from(config.reconnect_max_delay.as_millis()).unwrap_or(u32::MAX);
         // Keep retrying the first connection too, instead of failing every command.
         fred_config.fail_fast = false;
         let timeout = config.command_timeout;
-        let pool = Builder::from_config(fred_config)
-            .with_performance_config(|perf| perf.default_command_timeout = timeout)
-            .with_connection_config(|conn| {
-                conn.connection_timeout = timeout;
-                conn.internal_command_timeout = timeout;
-                conn.tcp.nodelay = Some(true);
-            })
-            .set_policy(ReconnectPolicy::new_exponential(
-                0,
-                RECONNECT_MIN_DELAY_MS,
-                RECONNECT_MAX_DELAY_MS,
-                2,
-            ))
-            .build_pool(config.pool_size)
-            .map_err(|e| format!("cannot build the Redis pool: {}", e.details()))?;
-        // The handle only reports the end of the connection tasks; the reconnect policy
-        // keeps them alive for the life of the process.
-        let _connection_task = pool.connect();
-        let store = RedisStore::new(pool.clone());
-        Ok(Self { pool, store })
+        let pool_size = config.pool_size;
+        let build: PoolBuilder = Arc::new(move |fred_config| {
+            Builder::from_config(fred_config)
+                .with_performance_config(|perf| perf.default_command_timeout = timeout)
+                .with_connection_config(|conn| {
+                    conn.connection_timeout = timeout;
+                    conn.internal_command_timeout = timeout;
+                    conn.tcp.nodelay = Some(true);
+                })
+                .set_policy(ReconnectPolicy::new_exponential(
+                    0,
+                    RECONNECT_MIN_DELAY_MS,
+                    max_delay,
+                    2,
+                ))
+                .build_pool(pool_size)
+        });
+        let connection = match &fred_config.server {
+            ServerConfig::Clustered { hosts, .. } => Connection::Cluster(Arc::new(
+                SlotRouter::new(fred_config.clone(), hosts.clone(), build),
+            )),
+            _ => {
+                let pool = build(fred_config.clone())
+                    .map_err(|e| format!("cannot build the Redis pool: {}", e.details()))?;
+                // The handle only reports the end of the connection tasks; the reconnect
+                // policy keeps them alive for the life of the process.
+                let _connection_task = pool.connect();
+                Connection::Pool(pool)
+            }
+        };
+        Ok(Self {
+            connection,
+            config: fred_config,
+            timeout,
+        })
+    }
+
+    /// The pool that serves `key`: the one pool, or its cluster slot's master.
+    ///
+    /// # Errors
+    /// When no cluster node answers with the slot map.
+    pub async fn client_for(&self, key: &str) -> Result<Pool, fred::error::Error> {
+        match &self.connection {
+            Connection::Pool(pool) => Ok(pool.clone()),
+            Connection::Cluster(router) => router.pool_for(key).await,
+        }
+    }
+
+    /// Every pool that holds keys: the one pool, or one per cluster master.
+    async fn key_pools(&self) -> Result<Vec<Pool>, fred::error::Error> {
+        match &self.connection {
+            Connection::Pool(pool) => Ok(vec![pool.clone()]),
+            Connection::Cluster(router) => router.masters().await,
+        }
+    }
+
+    /// Runs a store operation on the owner of `id`; a failure on a cluster has the slot
+    /// map read again, so that a failover is followed by the next requests.
+    async fn on_owner<T, F, Fut>(&self, id: &Id, operation: F) -> session_store::Result<T>
+    where
+        F: FnOnce(RedisStore<Pool>) -> Fut,
+        Fut: std::future::Future<Output = session_store::Result<T>>,
+    {
+        let pool = self
+            .client_for(&id.to_string())
+            .await
+            .map_err(|e| session_store::Error::Backend(e.details().to_string()))?;
+        let result = operation(RedisStore::new(pool)).await;
+        if result.is_err() {
+            if let Connection::Cluster(router) = &self.connection {
+                router.refresh_soon();
+            }
+        }
+        result
+    }
+
+    #[must_use]
+    pub fn topology(&self) -> Topology {
+        Topology::of(&self.config)
+    }
+
+    /// Checks that the Redis named by the URL is laid out as the URL says: cluster
+    /// settings must reach a cluster node, and a plain URL must not (a cluster node would
+    /// answer MOVED for most keys). A server that cannot be reached now is not an error:
+    /// session pages answer 503 until it can.
+    ///
+    /// # Errors
+    /// A one-line reason when the topology is wrong.
+    pub async fn check_topology(&self) -> Result<(), String> {
+        let seed = match &self.config.server {
+            ServerConfig::Centralized { server } => server.clone(),
+            ServerConfig::Clustered { hosts, .. } => match hosts.first() {
+                Some(host) => host.clone(),
+                None => return Err("redis-cluster:// names no node".to_string()),
+            },
+            // The master is whatever Sentinel says; fred asks it on every (re)connect.
+            ServerConfig::Sentinel { .. } => return Ok(()),
+        };
+        let Some(cluster_enabled) = self.probe_cluster_enabled(&seed).await else {
+            tracing::warn!(node = %seed, "Redis is not reachable at start; its topology is checked when it is");
+            return Ok(());
+        };
+        match (self.topology(), cluster_enabled) {
+            (Topology::Cluster, false) => Err(format!(
+                "redis-cluster:// names {seed}, which is not a cluster node (cluster_enabled:0); use redis://"
+            )),
+            (Topology::Single, true) => Err(format!(
+                "{seed} is a Redis Cluster node; use redis-cluster:// so keys reach the node that owns them"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `cluster_enabled` of `INFO cluster` on one node, through a one-off connection;
+    /// `None` when the node does not answer in time.
+    async fn probe_cluster_enabled(&self, node: &Server) -> Option<bool> {
+        let config = FredConfig {
+            server: ServerConfig::Centralized {
+                server: node.clone(),
+            },
+            fail_fast: true,
+            ..self.config.clone()
+        };
+        let client = Builder::from_config(config)
+            .with_connection_config(|conn| conn.connection_timeout = self.timeout)
+            .with_performance_config(|perf| perf.default_command_timeout = self.timeout)
+            .build()
+            .ok()?;
+        let probe = async {
+            client.init().await.ok()?;
+            let info: String = client.info(Some(InfoKind::Cluster)).await.ok()?;
+            let _ = client.quit().await;
+            info.lines()
+                .find_map(|line| line.trim().strip_prefix("cluster_enabled:"))
+                .map(|flag| flag == "1")
+        };
+        tokio::time::timeout(self.timeout * 2, probe)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Round-trip time of a `PING`.
@@ -88,78 +254,102 @@ impl RedisSessionStore {
     /// When Redis does not answer within the command timeout.
     pub async fn ping(&self) -> Result<Duration, fred::error::Error> {
         let start = Instant::now();
-        let _: String = self.pool.ping(None).await?;
+        for pool in self.key_pools().await? {
+            let _: String = pool.ping(None).await?;
+        }
         Ok(start.elapsed())
     }
 
-    /// `used_memory` and the number of keys in the selected database.
+    /// `used_memory` and the number of keys, summed over every master of a cluster.
     ///
     /// # Errors
     /// When Redis does not answer.
     pub async fn usage(&self) -> Result<RedisUsage, fred::error::Error> {
-        let info: String = self.pool.next().info(Some(InfoKind::Memory)).await?;
-        let used_memory = info
-            .lines()
-            .find_map(|line| line.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        let keys: u64 = self.pool.next().dbsize().await?;
-        Ok(RedisUsage { used_memory, keys })
+        let mut total = RedisUsage::default();
+        for pool in self.key_pools().await? {
+            let info: String = pool.next().info(Some(InfoKind::Memory)).await?;
+            total.used_memory += info
+                .lines()
+                .find_map(|line| line.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            total.keys += pool.next().dbsize::<u64>().await?;
+        }
+        Ok(total)
     }
 
-    /// The keys of every session record: the 22-character keys of the database, which
-    /// leaves out Tessera's other keys (they carry a `tessera:` prefix).
+    /// The keys of every session record (on every master of a cluster): the 22-character
+    /// keys of the database, which leaves out Tessera's other keys (they carry a
+    /// `tessera:` prefix).
     ///
     /// # Errors
     /// When Redis does not answer.
     pub async fn keys(&self) -> Result<Vec<Id>, fred::error::Error> {
         use futures::TryStreamExt;
         let pattern = "?".repeat(22);
-        let keys: Vec<fred::types::Key> = self
-            .pool
-            .next()
-            .scan_buffered(pattern, Some(1000), None)
-            .try_collect()
-            .await?;
+        let mut keys: Vec<fred::types::Key> = Vec::new();
+        for pool in self.key_pools().await? {
+            let found: Vec<fred::types::Key> = pool
+                .next()
+                .scan_buffered(pattern.clone(), Some(1000), None)
+                .try_collect()
+                .await?;
+            keys.extend(found);
+        }
         Ok(keys
             .iter()
             .filter_map(|k| k.as_str().and_then(|s| s.parse().ok()))
             .collect())
-    }
-
-    /// The pool, for the parts of Tessera that keep other keys in Redis.
-    #[must_use]
-    pub fn pool(&self) -> &Pool {
-        &self.pool
     }
 }
 
 #[async_trait]
 impl SessionStore for RedisSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        self.store.create(record).await
+        // On a cluster the ID picks the master; an ID drawn again on a collision (2^-128)
+        // could belong to another one and would fail with MOVED, never land wrongly.
+        let id = record.id;
+        self.on_owner(&id, |store| async move { store.create(record).await })
+            .await
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match self.store.save(record).await {
+        let saved = self
+            .on_owner(&record.id, |store| async move { store.save(record).await })
+            .await;
+        match saved {
             Ok(()) => Ok(()),
-            Err(error) => match self.pool.exists::<u64, _>(record.id.to_string()).await {
-                Ok(0) => {
+            Err(error) => {
+                let key = record.id.to_string();
+                let gone = match self.client_for(&key).await {
+                    Ok(pool) => pool.exists::<u64, _>(key).await,
+                    Err(e) => Err(e),
+                };
+                if let Ok(0) = gone {
                     tracing::debug!(
                         "session ended while the request ran; the late save is dropped"
                     );
                     Ok(())
+                } else {
+                    Err(error)
                 }
-                _ => Err(error),
-            },
+            }
         }
     }
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
-        self.store.load(session_id).await
+        self.on_owner(
+            session_id,
+            |store| async move { store.load(session_id).await },
+        )
+        .await
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
-        self.store.delete(session_id).await
+        self.on_owner(
+            session_id,
+            |store| async move { store.delete(session_id).await },
+        )
+        .await
     }
 }

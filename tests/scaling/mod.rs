@@ -1,0 +1,43 @@
+//! Several app instances on a Redis deployment of several processes: a Redis Cluster and
+//! a master behind Sentinel, built on 127.0.0.1 by the harness. One such test at a time:
+//! each starts up to four Redis processes and takes a few seconds of failover.
+
+mod cluster;
+mod sentinel;
+
+use serde_json::{json, Value};
+
+use crate::support::{session_id_set, Settings, TestApp};
+
+/// Test settings with sessions in Redis at `url`, giving up on a command after 500 ms.
+fn on_redis(url: &str) -> Settings {
+    Settings {
+        sessions: json!({"store": "redis", "redis": {"url": url, "command_timeout_ms": 500}}),
+        ..Settings::default()
+    }
+}
+
+/// Logs `email` in through `app`'s form; the new session's cookie ID.
+async fn log_in(app: &TestApp, email: &str) -> String {
+    let response = app
+        .log_in(&app.browser(), email, "correct horse battery", false)
+        .await;
+    assert_eq!(response.status_code(), 303, "login of {email}");
+    session_id_set(&response, "session").expect("a session cookie")
+}
+
+/// `GET /api/session` with cookie ID `id` through `app`: the status and the JSON body.
+async fn session_status(app: &TestApp, id: &str) -> (u16, Value) {
+    let response = app
+        .browser()
+        .get("/api/session")
+        .add_header("cookie", format!("session={id}"))
+        .await;
+    let status = response.status_code().as_u16();
+    let body = serde_json::from_str(&response.text()).unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn authenticated(body: &Value) -> bool {
+    body["authenticated"] == Value::Bool(true)
+}
