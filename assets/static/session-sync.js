@@ -28,7 +28,12 @@
     sessionStorage.removeItem("tessera-flash");
     showFlash(carried);
   }
+  // The first reason to leave wins: a status check still in flight must not replace
+  // "You logged out in another tab" with "Your session has ended" on the way out.
+  let leaving = false;
   const leave = (message) => {
+    if (leaving) return;
+    leaving = true;
     sessionStorage.setItem("tessera-flash", message);
     window.location.assign("/login");
   };
@@ -71,6 +76,7 @@
 
   document.querySelectorAll('form[action="/logout"]').forEach((form) => {
     form.addEventListener("submit", () => {
+      leaving = true;
       sessionStorage.setItem("tessera-flash", "You are logged out.");
       announce({ type: "logout" });
     });
@@ -78,7 +84,7 @@
 
   let checking = false;
   const check = async () => {
-    if (checking) return;
+    if (checking || leaving) return;
     checking = true;
     try {
       const response = await fetch("/api/session/status", {

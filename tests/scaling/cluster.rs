@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serial_test::serial;
 
-use super::{authenticated, log_in, on_redis, session_status};
+use super::{all_served_again, authenticated, log_in, on_redis, session_status};
 use crate::support::{
     parse_id, redis::RedisServer, redis_topology::RedisCluster, Settings, TestApp,
 };
@@ -117,20 +117,7 @@ async fn a_dead_master_costs_only_its_own_sessions_and_they_return_with_it() {
 
     cluster.masters[victim].restart();
     cluster.wait_until_ok();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for id in &ids {
-        loop {
-            let (status, body) = session_status(&app, id).await;
-            if status == 200 && authenticated(&body) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not served again: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    all_served_again(&app, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,8 @@
 mod cluster;
 mod sentinel;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 use crate::support::{session_id_set, Settings, TestApp};
@@ -36,6 +38,24 @@ async fn session_status(app: &TestApp, id: &str) -> (u16, Value) {
     let status = response.status_code().as_u16();
     let body = serde_json::from_str(&response.text()).unwrap_or(Value::Null);
     (status, body)
+}
+
+/// Waits (at most 20 s) until every session in `ids` is served by `app` again.
+async fn all_served_again(app: &TestApp, ids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for id in ids {
+        loop {
+            let (status, body) = session_status(app, id).await;
+            if status == 200 && authenticated(&body) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not served again: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 fn authenticated(body: &Value) -> bool {

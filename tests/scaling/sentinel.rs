@@ -1,11 +1,9 @@
 //! A master and a replica behind Sentinel: the master dies, Sentinel promotes the
 //! replica, and the app follows without a restart.
 
-use std::time::{Duration, Instant};
-
 use serial_test::serial;
 
-use super::{authenticated, log_in, on_redis, session_status};
+use super::{all_served_again, authenticated, log_in, on_redis, session_status};
 use crate::support::{redis_topology::RedisSentinel, TestApp};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -28,20 +26,7 @@ async fn the_app_follows_a_failover_and_replicated_sessions_survive() {
     redis.master.kill();
     redis.wait_for_failover();
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for id in &ids {
-        loop {
-            let (status, body) = session_status(&app, id).await;
-            if status == 200 && authenticated(&body) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not served after the failover: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    all_served_again(&app, &ids).await;
     // New sessions are written to the promoted replica.
     app.create_user("late@example.com", false).await;
     let late = log_in(&app, "late@example.com").await;

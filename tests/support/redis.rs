@@ -36,6 +36,21 @@ pub fn free_port_with_bus() -> u16 {
     }
 }
 
+/// Runs `redis-cli ARGS` against the server (or sentinel) on `port`; its trimmed output,
+/// `None` when it failed.
+pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        .filter(|s| !s.starts_with("Could not connect"))
+}
+
 /// Fails the test with one line saying what to install when `redis-server` is missing.
 fn require_redis() {
     let found = Command::new("redis-server")
@@ -116,16 +131,7 @@ impl RedisServer {
 
     /// Runs a command with redis-cli; its trimmed output, `None` when it failed.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-            .filter(|s| !s.starts_with("Could not connect"))
+        redis_cli(self.port, args)
     }
 
     pub fn keys(&self) -> Vec<String> {

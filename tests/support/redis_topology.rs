@@ -9,7 +9,7 @@ use std::{
 
 use tempfile::TempDir;
 
-use super::redis::{free_port_with_bus, RedisServer};
+use super::redis::{free_port_with_bus, redis_cli, RedisServer};
 
 /// Polls `condition` every 100 ms for at most `limit`; panics with `what` when it never held.
 fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
@@ -157,15 +157,7 @@ impl RedisSentinel {
     }
 
     pub fn sentinel_cli(&self, args: &[&str]) -> Option<String> {
-        let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.sentinel_port.to_string()])
-            .args(args)
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        redis_cli(self.sentinel_port, args)
     }
 
     /// `redis-sentinel://` naming the sentinel and the service.
