@@ -38,6 +38,8 @@ impl Chromium {
             .expect("a free port");
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // A reader far from UTC, so pages that show times in the reader's zone show it.
+            .env("TZ", "Asia/Kolkata")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
