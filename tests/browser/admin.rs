@@ -84,15 +84,10 @@ async fn an_admin_sees_live_sessions_and_ends_one_from_the_table() {
         .expect("resize");
     admin.goto(&format!("{base}/admin/sessions")).await;
     admin.screenshot("admin-03-phone").await;
-    let fits = admin
-        .script("return document.documentElement.scrollWidth <= window.innerWidth")
-        .await;
-    assert_eq!(
-        fits,
-        serde_json::Value::Bool(true),
+    assert!(
+        admin.fits_its_width().await,
         "the admin page overflows a phone"
     );
-    admin.screenshot("admin-03-phone").await;
     admin.close().await;
     ned.close().await;
 }

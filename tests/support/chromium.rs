@@ -188,6 +188,13 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{css}: {e}"))
     }
 
+    /// Whether the page fits the window's width: nothing scrolls sideways.
+    pub async fn fits_its_width(&self) -> bool {
+        self.script("return document.documentElement.scrollWidth <= window.innerWidth")
+            .await
+            == Value::Bool(true)
+    }
+
     pub async fn script(&self, js: &str) -> Value {
         self.client.execute(js, vec![]).await.expect("script runs")
     }
