@@ -5,7 +5,7 @@
 /// ```
 /// let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 /// assert_eq!(tessera::views::device::describe(ua), "Firefox on Linux");
-/// assert_eq!(tessera::views::device::describe("curl/8"), "Unknown browser");
+/// assert_eq!(tessera::views::device::describe("no browser at all"), "Unknown browser");
 /// ```
 #[must_use]
 pub fn describe(user_agent: &str) -> String {
