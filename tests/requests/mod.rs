@@ -12,3 +12,6 @@ mod production;
 mod redis;
 mod registry;
 mod secrecy;
+mod anonymous;
+mod throttle;
+mod proxy;
