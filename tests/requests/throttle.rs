@@ -294,3 +294,24 @@ pub async fn events(app: &TestApp) -> Vec<(String, String)> {
         .map(|e| (e.event, e.reason.unwrap_or_default()))
         .collect()
 }
+
+#[tokio::test]
+async fn login_failed_names_the_account_when_it_exists() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    use tessera::models::_entities::session_events;
+    let app = TestApp::start().await;
+    let user = app.create_user("kai@example.com", false).await;
+    assert_eq!(attempt(&app, "kai@example.com", "wrong").await, 422);
+    assert_eq!(attempt(&app, "nobody@example.com", "wrong").await, 422);
+    app.flush_audit().await;
+    let users: Vec<Option<i64>> = session_events::Entity::find()
+        .filter(session_events::Column::Event.eq("login_failed"))
+        .order_by_asc(session_events::Column::Id)
+        .all(&app.ctx.db)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.user_id)
+        .collect();
+    assert_eq!(users, vec![Some(user.id), None]);
+}
