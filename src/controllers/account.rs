@@ -60,7 +60,9 @@ async fn change_password(
     mut current: CurrentUser,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<Response, AppError> {
-    let new_error = check_new_password(&form.new_password).err().unwrap_or_default();
+    let new_error = check_new_password(&form.new_password)
+        .err()
+        .unwrap_or_default();
     let check = login::check_current_password(
         &sessions,
         &current.session,
@@ -75,10 +77,7 @@ async fn change_password(
             let page = render(
                 &v,
                 &mut current,
-                (
-                    "Too many wrong passwords. Try again later.",
-                    new_error,
-                ),
+                ("Too many wrong passwords. Try again later.", new_error),
                 StatusCode::TOO_MANY_REQUESTS,
             )
             .await?;

@@ -222,7 +222,8 @@ where
         // A live session's forms must carry its own token: a double-submit pair obtained
         // by an attacker and planted in the victim's browser cannot act for the session.
         let anonymous_token = if session.user_id().is_none() {
-            let SessionLayer(sessions) = SessionLayer::from_request_parts(&mut parts, state).await?;
+            let SessionLayer(sessions) =
+                SessionLayer::from_request_parts(&mut parts, state).await?;
             let name = csrf::form_cookie_name(&sessions.config().cookie.name);
             csrf::form_nonce(&parts.headers, &name)
                 .map(|nonce| csrf::form_token(sessions.config().secret.expose(), &nonce))

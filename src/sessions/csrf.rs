@@ -11,10 +11,10 @@
 //!
 //! `SameSite` on the cookies is the second line of defence, not the only one.
 
+use axum::http::{header::COOKIE, HeaderMap};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use cookie::{Cookie, SameSite};
 use hmac::{Hmac, Mac};
-use axum::http::{header::COOKIE, HeaderMap};
 use rand::RngCore;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -103,7 +103,10 @@ mod tests {
         let token = form_token(b"secret one", &nonce);
         assert!(tokens_match(&token, &form_token(b"secret one", &nonce)));
         assert!(!tokens_match(&token, &form_token(b"secret two", &nonce)));
-        assert!(!tokens_match(&token, &form_token(b"secret one", &new_token())));
+        assert!(!tokens_match(
+            &token,
+            &form_token(b"secret one", &new_token())
+        ));
         assert_eq!(form_cookie_name("__Host-session"), "__Host-csrf");
         assert_eq!(form_cookie_name("session"), "csrf");
         let mut headers = HeaderMap::new();

@@ -71,9 +71,18 @@ async fn anonymous_views_write_nothing(app: TestApp) {
     let api: Value = browser.get("/api/session").await.json();
     assert_eq!(api["authenticated"], false);
     let mallory = app
-        .log_in(&app.browser(), "mallory@example.com", "correct horse battery", false)
+        .log_in(
+            &app.browser(),
+            "mallory@example.com",
+            "correct horse battery",
+            false,
+        )
         .await;
-    assert_eq!(mallory.status_code(), 422, "the forged registration created nobody");
+    assert_eq!(
+        mallory.status_code(),
+        422,
+        "the forged registration created nobody"
+    );
 }
 
 #[tokio::test]
@@ -91,8 +100,8 @@ async fn anonymous_page_views_write_no_record_database() {
 #[tokio::test]
 async fn anonymous_page_views_write_no_record_redis() {
     let server = RedisServer::start();
-    let app = TestApp::with_sessions(json!({"store": "redis", "redis": {"url": server.url()}}))
-        .await;
+    let app =
+        TestApp::with_sessions(json!({"store": "redis", "redis": {"url": server.url()}})).await;
     anonymous_views_write_nothing(app).await;
 }
 
@@ -105,7 +114,10 @@ async fn the_form_cookie_is_httponly_strict_and_its_token_is_bound_to_it() {
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(header.contains(attribute), "{attribute} missing: {header}");
     }
-    assert!(!header.contains("Domain") && !header.contains("Expires"), "{header}");
+    assert!(
+        !header.contains("Domain") && !header.contains("Expires"),
+        "{header}"
+    );
     assert_eq!(
         page.maybe_header("cache-control")
             .and_then(|v| v.to_str().ok().map(str::to_string))
@@ -166,5 +178,8 @@ async fn a_logged_in_session_does_not_accept_an_anonymous_form_token() {
         true
     );
     let notice = app.browser().get("/login?notice=%3Cscript%3E").await.text();
-    assert!(texts(&notice, "#login-notice").is_empty(), "unknown notices show nothing");
+    assert!(
+        texts(&notice, "#login-notice").is_empty(),
+        "unknown notices show nothing"
+    );
 }

@@ -160,15 +160,25 @@ async fn registration_answers_the_same_for_a_taken_and_a_free_email() {
     );
     assert_eq!(
         location(
-            &app.log_in(&browser, "carol@example.com", "correct horse battery", false)
-                .await
+            &app.log_in(
+                &browser,
+                "carol@example.com",
+                "correct horse battery",
+                false
+            )
+            .await
         ),
         "/dashboard"
     );
     assert_eq!(
         location(
-            &app.log_in(&app.browser(), "dora@example.com", "another password", false)
-                .await
+            &app.log_in(
+                &app.browser(),
+                "dora@example.com",
+                "another password",
+                false
+            )
+            .await
         ),
         "/dashboard",
         "the free email got its account"

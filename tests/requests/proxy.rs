@@ -89,7 +89,11 @@ async fn with_remote_ip_the_forwarded_address_is_what_sessions_audit_and_throttl
         "correct horse battery",
     )
     .await;
-    assert_eq!(location(&other), "/dashboard", "another client is not blocked");
+    assert_eq!(
+        location(&other),
+        "/dashboard",
+        "another client is not blocked"
+    );
     // IPv6 clients are counted per /64: another address of the same network is blocked.
     for address in ["2001:db8:7:1::10", "2001:db8:7:1::11"] {
         let r = log_in_from(&app.browser(), address, "nobody@example.com", "x").await;
@@ -104,7 +108,10 @@ async fn with_remote_ip_the_forwarded_address_is_what_sessions_audit_and_throttl
     .await;
     assert_eq!(same_network.status_code(), 429);
     assert_eq!(
-        audited_ips(&app, "login_failed").await.first().map(String::as_str),
+        audited_ips(&app, "login_failed")
+            .await
+            .first()
+            .map(String::as_str),
         Some("203.0.113.5")
     );
 }
@@ -124,12 +131,10 @@ async fn without_remote_ip_a_forged_forwarded_for_is_ignored() {
     assert_eq!(location(&login), "/dashboard");
     let page = browser.get("/sessions").await.text();
     assert!(!page.contains("198.51.100.7"), "{page}");
-    assert!(
-        audited_ips(&app, "login")
-            .await
-            .iter()
-            .all(|ip| ip != "198.51.100.7")
-    );
+    assert!(audited_ips(&app, "login")
+        .await
+        .iter()
+        .all(|ip| ip != "198.51.100.7"));
     // Changing the forged header does not escape the per-IP limit.
     for forged in ["203.0.113.1", "203.0.113.2"] {
         let r = log_in_from(&app.browser(), forged, "nobody@example.com", "x").await;

@@ -51,9 +51,9 @@ async fn attempt(app: &TestApp, email: &str, password: &str) -> u16 {
 /// refused unjudged (429), and then the right password waits too.
 async fn simultaneous_guesses_are_judged_at_most_the_limit(store: Store) {
     const LIMIT: usize = 3;
-    let app = TestApp::with(store.settings(
-        json!({"account_failures": LIMIT, "ip_failures": 1000, "window_secs": 60}),
-    ))
+    let app = TestApp::with(
+        store.settings(json!({"account_failures": LIMIT, "ip_failures": 1000, "window_secs": 60})),
+    )
     .await;
     app.create_user("gia@example.com", false).await;
     let browsers: Vec<_> = (0..4 * LIMIT).map(|_| app.browser()).collect();
@@ -61,16 +61,19 @@ async fn simultaneous_guesses_are_judged_at_most_the_limit(store: Store) {
     for browser in &browsers {
         tokens.push(csrf_token_of(browser, "/login").await);
     }
-    let guesses = browsers.iter().zip(&tokens).map(|(browser, token)| async move {
-        browser
-            .post("/login")
-            .form(&[
-                ("csrf_token", token.as_str()),
-                ("email", "gia@example.com"),
-                ("password", "a wrong guess"),
-            ])
-            .await
-    });
+    let guesses = browsers
+        .iter()
+        .zip(&tokens)
+        .map(|(browser, token)| async move {
+            browser
+                .post("/login")
+                .form(&[
+                    ("csrf_token", token.as_str()),
+                    ("email", "gia@example.com"),
+                    ("password", "a wrong guess"),
+                ])
+                .await
+        });
     let responses = futures::future::join_all(guesses).await;
     let judged = responses.iter().filter(|r| r.status_code() == 422).count();
     let refused: Vec<_> = responses
@@ -84,7 +87,12 @@ async fn simultaneous_guesses_are_judged_at_most_the_limit(store: Store) {
         .all(|r| r.maybe_header("retry-after").is_some()));
 
     let right = app
-        .log_in(&app.browser(), "gia@example.com", "correct horse battery", false)
+        .log_in(
+            &app.browser(),
+            "gia@example.com",
+            "correct horse battery",
+            false,
+        )
         .await;
     assert_eq!(right.status_code(), 429, "even the right password waits");
     assert_eq!(
@@ -121,14 +129,22 @@ async fn simultaneous_guesses_are_judged_at_most_the_limit_redis() {
 /// A window ends and counting restarts, twice in a row: the second window throttles
 /// again, so the counter was not left behind by the first.
 async fn windows_end_and_counting_restarts(store: Store) {
-    let app = TestApp::with(store.settings(
-        json!({"account_failures": 2, "ip_failures": 1000, "window_secs": 1}),
-    ))
+    let app = TestApp::with(
+        store.settings(json!({"account_failures": 2, "ip_failures": 1000, "window_secs": 1})),
+    )
     .await;
     app.create_user("hal@example.com", false).await;
     for window in 0..2 {
-        assert_eq!(attempt(&app, "hal@example.com", "wrong").await, 422, "{window}");
-        assert_eq!(attempt(&app, "hal@example.com", "wrong").await, 422, "{window}");
+        assert_eq!(
+            attempt(&app, "hal@example.com", "wrong").await,
+            422,
+            "{window}"
+        );
+        assert_eq!(
+            attempt(&app, "hal@example.com", "wrong").await,
+            422,
+            "{window}"
+        );
         assert_eq!(
             attempt(&app, "hal@example.com", "correct horse battery").await,
             429,
@@ -245,9 +261,10 @@ async fn change_password(
 
 #[tokio::test]
 async fn the_password_form_throttles_guesses_of_the_current_password() {
-    let app = TestApp::with(Store::Memory.settings(
-        json!({"account_failures": 3, "ip_failures": 1000, "window_secs": 60}),
-    ))
+    let app = TestApp::with(
+        Store::Memory
+            .settings(json!({"account_failures": 3, "ip_failures": 1000, "window_secs": 60})),
+    )
     .await;
     app.create_user("jan@example.com", false).await;
     let (browser, _) = app.browser_logged_in_as("jan@example.com").await;
@@ -265,8 +282,13 @@ async fn the_password_form_throttles_guesses_of_the_current_password() {
     // Nothing changed: the old password still logs in elsewhere.
     assert_eq!(
         location(
-            &app.log_in(&app.browser(), "jan@example.com", "correct horse battery", false)
-                .await
+            &app.log_in(
+                &app.browser(),
+                "jan@example.com",
+                "correct horse battery",
+                false
+            )
+            .await
         ),
         "/dashboard"
     );

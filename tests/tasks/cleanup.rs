@@ -112,7 +112,10 @@ async fn unseen_expiries_are_audited(idle: u64, absolute: u64, expected: &str) {
             Some("found by cleanup".to_string())
         )]
     );
-    assert_eq!(app.sessions().registry().row_count().await.expect("rows"), 0);
+    assert_eq!(
+        app.sessions().registry().row_count().await.expect("rows"),
+        0
+    );
     // Run again: the row is gone, nothing is audited twice.
     app.task("sessions_cleanup", &[]).await.expect("cleanup");
     let again = trail(&app)
