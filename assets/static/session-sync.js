@@ -8,9 +8,16 @@
 //   ended elsewhere: revoked from another device or by an admin, or expired.
 // - A message for the next page (e.g. "You are logged out") survives the navigation in
 //   sessionStorage, because the logout response clears the site's cookies.
+// - A logout also leaves a short-lived note in localStorage (written before the logout
+//   request leaves): a tab whose status check sees the session gone before the
+//   BroadcastChannel message arrived still knows it was a logout in another tab, not
+//   an ended session. (Chromium can deliver that message late, or drop it, when the
+//   sending page unloads at once.)
 (() => {
   "use strict";
   const CHECK_EVERY_MS = 1000;
+  const LOGOUT_NOTE = "tessera-logout";
+  const LOGOUT_NOTE_FRESH_MS = 10000;
   const body = document.body;
   const channel = "BroadcastChannel" in window ? new BroadcastChannel("tessera-session") : null;
   const announce = (message) => channel && channel.postMessage(message);
@@ -61,6 +68,20 @@
     if (badge) badge.textContent = name;
   };
 
+  const loggedOutElsewhere = () => {
+    try {
+      const note = JSON.parse(localStorage.getItem(LOGOUT_NOTE) || "null");
+      return !!note && note.user === user && Date.now() - note.at < LOGOUT_NOTE_FRESH_MS;
+    } catch (_) {
+      return false;
+    }
+  };
+  const sessionGone = () =>
+    leave(loggedOutElsewhere() ? "You logged out in another tab." : "Your session has ended. Please log in again.");
+  window.addEventListener("storage", (event) => {
+    if (event.key === LOGOUT_NOTE && loggedOutElsewhere()) leave("You logged out in another tab.");
+  });
+
   if (channel) {
     channel.onmessage = (event) => {
       const message = event.data || {};
@@ -78,6 +99,11 @@
     form.addEventListener("submit", () => {
       leaving = true;
       sessionStorage.setItem("tessera-flash", "You are logged out.");
+      try {
+        localStorage.setItem(LOGOUT_NOTE, JSON.stringify({ user, at: Date.now() }));
+      } catch (_) {
+        // Storage refused (private mode quota): the BroadcastChannel message still goes.
+      }
       announce({ type: "logout" });
     });
   });
@@ -96,7 +122,7 @@
       if (!response.ok) return;
       const status = await response.json();
       if (!status.authenticated || String(status.user_id) !== user) {
-        leave("Your session has ended. Please log in again.");
+        sessionGone();
       } else if (String(status.active_platform_id ?? "") !== (body.dataset.platformId || "")) {
         // Switched in another tab whose announcement this tab missed: show the truth.
         window.location.reload();

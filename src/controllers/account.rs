@@ -100,7 +100,12 @@ async fn change_password(
         .await?;
     let keep = current.session.session_ref();
     let ended = sessions
-        .revoke_user(current.user.id, keep.as_ref(), EndReason::PasswordChanged)
+        .revoke_user(
+            current.user.id,
+            keep.as_ref(),
+            EndReason::PasswordChanged,
+            None,
+        )
         .await?;
     current
         .session

@@ -1,6 +1,9 @@
 //! Admin monitoring: what the session layer is doing, and the levers to end sessions.
 
-use axum::{extract::Query, response::Redirect};
+use axum::{
+    extract::{Path, Query},
+    response::Redirect,
+};
 use loco_rs::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
@@ -9,11 +12,11 @@ use crate::{
     controllers::extract::{AdminUser, CsrfForm, SessionLayer},
     errors::AppError,
     models::{
-        session_events,
+        session_events, user_sessions,
         users::{self, EmailAddress},
     },
-    sessions::registry::EndReason,
-    views::charts::HourlyChart,
+    sessions::{registry::EndReason, SessionRef},
+    views::admin as admin_view,
 };
 
 #[derive(Debug, Deserialize)]
@@ -22,54 +25,44 @@ pub struct EmailForm {
     pub email: String,
 }
 
+/// What `/admin/sessions` is asked for: a filter, a page of events, and the outcome of
+/// the last action.
 #[derive(Debug, Deserialize)]
-pub struct Notice {
+pub struct PageQuery {
+    /// Show only the live sessions of users whose email contains this.
+    #[serde(default)]
+    pub email: String,
+    /// The page of recent events, from 1.
+    #[serde(default)]
+    pub page: Option<u64>,
     #[serde(default)]
     pub ended: Option<u64>,
     #[serde(default)]
     pub error: Option<String>,
 }
 
+/// Rows of the live sessions table at most; the filter narrows it down.
+const SESSION_ROWS: u64 = 200;
+/// Events per page of the recent events table.
+const EVENTS_PER_PAGE: u64 = 25;
+
 #[debug_handler(state = AppContext)]
 async fn show(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
     SessionLayer(sessions): SessionLayer,
-    Query(notice): Query<Notice>,
+    Query(query): Query<PageQuery>,
     AdminUser(mut admin): AdminUser,
 ) -> Result<Response, AppError> {
     let layout = admin.layout().await?;
     let per_store = sessions.registry().live_counts_by_store().await?;
     let live_total: u64 = per_store.iter().map(|(_, n)| n).sum();
-    let series: [(&str, &str, &[&str]); 4] = [
-        ("logins", "Logins", &["login"]),
-        ("failed", "Failed logins", &["login_failed"]),
-        (
-            "expired",
-            "Expirations",
-            &["idle_expired", "absolute_expired"],
-        ),
-        ("revoked", "Revocations", &["revoked"]),
-    ];
-    let mut charts = Vec::new();
-    for (id, title, kinds) in series {
-        let counts = session_events::hourly_counts(&ctx.db, kinds).await?;
-        charts.push(HourlyChart::new(id, title, &counts));
-    }
-    let recent: Vec<_> = session_events::recent(&ctx.db, 50)
-        .await?
-        .into_iter()
-        .map(|e| {
-            json!({
-                "at": e.created_at.to_rfc3339(),
-                "event": e.event,
-                "user_id": e.user_id,
-                "session_ref": e.session_ref.unwrap_or_default(),
-                "ip": e.ip.unwrap_or_default(),
-                "reason": e.reason.unwrap_or_default(),
-            })
-        })
-        .collect();
+    let counts = session_events::hourly_counts(&ctx.db, &admin_view::chart_kinds()).await?;
+    let (live, matching) =
+        user_sessions::live_with_users(&ctx.db, &query.email, SESSION_ROWS).await?;
+    let current_ref = admin.session.session_ref();
+    let events = session_events::page(&ctx.db, query.page.unwrap_or(1), EVENTS_PER_PAGE).await?;
+    let (page, has_older) = (events.page, events.has_older);
     let health = sessions.health().await;
     let usage: Vec<_> = sessions
         .backend()
@@ -78,8 +71,10 @@ async fn show(
         .into_iter()
         .map(|(label, value)| json!({ "label": label, "value": value }))
         .collect();
-    let notice = match (notice.ended, notice.error.as_deref()) {
+    let notice = match (query.ended, query.error.as_deref()) {
         (_, Some("unknown_user")) => "No account has that email.".to_string(),
+        (_, Some("unknown_session")) => "That session has already ended.".to_string(),
+        (Some(1), _) => "1 session ended.".to_string(),
         (Some(n), _) => format!("{n} sessions ended."),
         _ => String::new(),
     };
@@ -91,8 +86,19 @@ async fn show(
             "notice": notice,
             "live_total": live_total,
             "per_store": per_store.into_iter().map(|(store, count)| json!({"store": store, "count": count})).collect::<Vec<_>>(),
-            "charts": charts,
-            "recent": recent,
+            "charts": admin_view::charts(&counts),
+            "filter": query.email.trim(),
+            // The pager keeps the filter.
+            "filter_query": if query.email.trim().is_empty() {
+                String::new()
+            } else {
+                format!("&email={}", url::form_urlencoded::byte_serialize(query.email.trim().as_bytes()).collect::<String>())
+            },
+            "sessions": admin_view::session_rows(&live, current_ref.as_ref().map(SessionRef::as_str)),
+            "sessions_matching": matching,
+            "events": admin_view::event_rows(events),
+            "page": page,
+            "has_older": has_older,
             "health": health,
             "usage": usage,
             "audit": sessions.audit().counts(),
@@ -136,9 +142,37 @@ async fn revoke_user(
         .then(|| admin.session.session_ref())
         .flatten();
     let count = sessions
-        .revoke_user(user.id, keep.as_ref(), EndReason::RevokedByAdmin)
+        .revoke_user(
+            user.id,
+            keep.as_ref(),
+            EndReason::RevokedByAdmin,
+            Some(admin.user.id),
+        )
         .await?;
     Ok(ended(count))
+}
+
+/// Ends one session, whoever's it is. The admin's own session is a logout.
+#[debug_handler(state = AppContext)]
+async fn revoke_session(
+    State(ctx): State<AppContext>,
+    SessionLayer(sessions): SessionLayer,
+    Path(session_ref): Path<String>,
+    AdminUser(mut admin): AdminUser,
+    CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
+) -> Result<Response, AppError> {
+    let session_ref = SessionRef::parse(&session_ref).ok_or(AppError::NotFound)?;
+    if admin.session.session_ref().as_ref() == Some(&session_ref) {
+        admin.session.log_out().await?;
+        return Ok(Redirect::to("/login").into_response());
+    }
+    let Some(row) = user_sessions::live_by_ref(&ctx.db, session_ref.as_str()).await? else {
+        return Ok(Redirect::to("/admin/sessions?error=unknown_session").into_response());
+    };
+    sessions
+        .revoke(&row, EndReason::RevokedByAdmin, Some(admin.user.id))
+        .await?;
+    Ok(ended(1))
 }
 
 #[debug_handler(state = AppContext)]
@@ -159,7 +193,7 @@ async fn disable_user(
     }
     user.set_disabled(&ctx.db, true).await?;
     let count = sessions
-        .revoke_user(user.id, None, EndReason::UserDisabled)
+        .revoke_user(user.id, None, EndReason::UserDisabled, Some(admin.user.id))
         .await?;
     Ok(ended(count))
 }
@@ -172,7 +206,11 @@ async fn revoke_everyone(
 ) -> Result<Response, AppError> {
     let keep = admin.session.session_ref();
     let count = sessions
-        .revoke_everyone(keep.as_ref(), EndReason::RevokedByAdmin)
+        .revoke_everyone(
+            keep.as_ref(),
+            EndReason::RevokedByAdmin,
+            Some(admin.user.id),
+        )
         .await?;
     Ok(ended(count))
 }
@@ -182,6 +220,7 @@ pub fn routes() -> Routes {
         .prefix("/admin")
         .add("/sessions", get(show))
         .add("/sessions/revoke-user", post(revoke_user))
+        .add("/sessions/{session_ref}/revoke", post(revoke_session))
         .add("/sessions/revoke-all", post(revoke_everyone))
         .add("/users/disable", post(disable_user))
 }

@@ -8,21 +8,8 @@ use crate::{
     controllers::extract::{CsrfForm, CurrentUser, SessionLayer},
     errors::AppError,
     sessions::{registry::EndReason, SessionRef},
+    views::device,
 };
-
-/// "Firefox on Linux" from a user agent; "Unknown browser" when it says nothing useful.
-fn device(user_agent: &str) -> String {
-    match woothee::parser::Parser::new().parse(user_agent) {
-        Some(ua) if ua.name != "UNKNOWN" => {
-            if ua.os == "UNKNOWN" {
-                ua.name.to_string()
-            } else {
-                format!("{} on {}", ua.name, ua.os)
-            }
-        }
-        _ => "Unknown browser".to_string(),
-    }
-}
 
 #[debug_handler(state = AppContext)]
 async fn index(
@@ -38,7 +25,7 @@ async fn index(
         .map(|row| {
             json!({
                 "ref": row.session_ref,
-                "device": device(&row.user_agent),
+                "device": device::describe(&row.user_agent),
                 "user_agent": row.user_agent,
                 "ip": row.ip.clone().unwrap_or_default(),
                 "created_at": row.created_at.to_rfc3339(),
@@ -72,7 +59,7 @@ async fn revoke(
         .iter()
         .find(|r| r.session_ref == session_ref.as_str())
         .ok_or(AppError::NotFound)?;
-    sessions.revoke(row, EndReason::RevokedByUser).await?;
+    sessions.revoke(row, EndReason::RevokedByUser, None).await?;
     current.session.flash("Session ended.").await?;
     Ok(Redirect::to("/sessions").into_response())
 }
@@ -85,7 +72,12 @@ async fn revoke_others(
 ) -> Result<Response, AppError> {
     let keep = current.session.session_ref();
     let ended = sessions
-        .revoke_user(current.user.id, keep.as_ref(), EndReason::RevokedByUser)
+        .revoke_user(
+            current.user.id,
+            keep.as_ref(),
+            EndReason::RevokedByUser,
+            None,
+        )
         .await?;
     let message = match ended {
         1 => "Your other session was ended.".to_string(),

@@ -1,4 +1,4 @@
-//! Tera views from `assets/views`.
+//! Tera views from `assets/views`, with Tessera's filters (`when`: times for people).
 
 use async_trait::async_trait;
 use axum::{Extension, Router as AxumRouter};
@@ -17,7 +17,10 @@ impl Initializer for ViewEngineInitializer {
     }
 
     async fn after_routes(&self, router: AxumRouter, _ctx: &AppContext) -> Result<AxumRouter> {
-        let tera_engine = engines::TeraView::build()?;
+        let tera_engine = engines::TeraView::build_with_post_process(|tera| {
+            crate::views::time::register(tera);
+            Ok(())
+        })?;
         Ok(router.layer(Extension(ViewEngine::from(tera_engine))))
     }
 }

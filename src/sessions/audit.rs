@@ -78,6 +78,8 @@ pub struct AuditEvent {
     pub session_ref: Option<SessionRef>,
     pub client: ClientInfo,
     pub reason: Option<String>,
+    /// Who did it, when it was not the session's own user acting on it (an admin).
+    pub actor_user_id: Option<i64>,
 }
 
 impl AuditEvent {
@@ -89,6 +91,7 @@ impl AuditEvent {
             session_ref: None,
             client: ClientInfo::default(),
             reason: None,
+            actor_user_id: None,
         }
     }
 
@@ -107,6 +110,12 @@ impl AuditEvent {
     #[must_use]
     pub fn client(mut self, client: ClientInfo) -> Self {
         self.client = client;
+        self
+    }
+
+    #[must_use]
+    pub const fn actor(mut self, actor_user_id: Option<i64>) -> Self {
+        self.actor_user_id = actor_user_id;
         self
     }
 
@@ -164,6 +173,7 @@ impl AuditLog {
             session = event.session_ref.as_ref().map(SessionRef::as_str),
             ip = event.client.ip.as_deref(),
             reason = event.reason.as_deref(),
+            actor_user_id = event.actor_user_id,
             "session event"
         );
         super::metrics::record_event(event.kind, event.reason.as_deref());
@@ -246,6 +256,7 @@ fn row(
         ip: ActiveValue::Set(event.client.ip),
         user_agent: ActiveValue::Set(Some(event.client.user_agent).filter(|ua| !ua.is_empty())),
         reason: ActiveValue::Set(event.reason),
+        actor_user_id: ActiveValue::Set(event.actor_user_id),
         ..Default::default()
     }
 }

@@ -204,7 +204,8 @@ impl Sessions {
     }
 
     /// Ends the session of registry row `row` now: its record leaves the store (its next
-    /// request is anonymous), its row is marked ended, and the trail says why.
+    /// request is anonymous), its row is marked ended, and the trail says why and, for an
+    /// admin's action, who (`actor`).
     ///
     /// # Errors
     /// When the store or the registry fails; the session then still exists.
@@ -212,6 +213,7 @@ impl Sessions {
         &self,
         row: &user_sessions::Model,
         reason: EndReason,
+        actor: Option<i64>,
     ) -> Result<(), SessionError> {
         if let Some(key) = store_key_of(row) {
             self.backend().delete(&key).await?;
@@ -224,7 +226,8 @@ impl Sessions {
             AuditEvent::new(EventKind::Revoked)
                 .user(Some(row.user_id))
                 .session(session_ref)
-                .reason(reason.as_str()),
+                .reason(reason.as_str())
+                .actor(actor),
         );
         Ok(())
     }
@@ -238,6 +241,7 @@ impl Sessions {
         user_id: i64,
         keep: Option<&SessionRef>,
         reason: EndReason,
+        actor: Option<i64>,
     ) -> Result<usize, SessionError> {
         let rows = self.registry.live_for_user(user_id).await?;
         let mut ended = 0;
@@ -245,7 +249,7 @@ impl Sessions {
             .iter()
             .filter(|r| keep.is_none_or(|k| k.as_str() != r.session_ref))
         {
-            self.revoke(row, reason).await?;
+            self.revoke(row, reason, actor).await?;
             ended += 1;
         }
         Ok(ended)
@@ -259,6 +263,7 @@ impl Sessions {
         &self,
         keep: Option<&SessionRef>,
         reason: EndReason,
+        actor: Option<i64>,
     ) -> Result<usize, SessionError> {
         let rows = self.registry.live().await?;
         let mut ended = 0;
@@ -266,7 +271,7 @@ impl Sessions {
             .iter()
             .filter(|r| keep.is_none_or(|k| k.as_str() != r.session_ref))
         {
-            self.revoke(row, reason).await?;
+            self.revoke(row, reason, actor).await?;
             ended += 1;
         }
         Ok(ended)

@@ -252,7 +252,9 @@ impl AppSession {
             .await?;
         for row in &evicted {
             // The registry already marked them ended; take them out of the store.
-            self.sessions.revoke(row, EndReason::RevokedByLimit).await?;
+            self.sessions
+                .revoke(row, EndReason::RevokedByLimit, None)
+                .await?;
         }
         let audit = self.sessions.audit();
         for kind in [EventKind::Created, EventKind::Login] {

@@ -30,7 +30,7 @@ impl Task for SessionsRevoke {
             (Some(email), None) => {
                 let user = args::user_by_email(ctx, "sessions_revoke", USAGE, email).await?;
                 let ended = sessions
-                    .revoke_user(user.id, None, EndReason::RevokedByAdmin)
+                    .revoke_user(user.id, None, EndReason::RevokedByAdmin, None)
                     .await;
                 let ended =
                     ended.map_err(|e| loco_rs::Error::Message(format!("sessions_revoke: {e}")))?;
@@ -38,7 +38,7 @@ impl Task for SessionsRevoke {
             }
             (None, Some("true")) => {
                 let ended = sessions
-                    .revoke_everyone(None, EndReason::RevokedByAdmin)
+                    .revoke_everyone(None, EndReason::RevokedByAdmin, None)
                     .await;
                 let ended =
                     ended.map_err(|e| loco_rs::Error::Message(format!("sessions_revoke: {e}")))?;

@@ -20,7 +20,7 @@ async fn a_new_user_registers_logs_in_connects_a_platform_and_logs_out() {
     browser.fill("input[name=email]", "ann@example.com").await;
     browser.fill("input[name=password]", PASSWORD).await;
     browser
-        .click("form[action='/register'] button[type=submit]")
+        .submit("form[action='/register'] button[type=submit]")
         .await;
     assert_eq!(browser.path().await, "/login");
     assert!(browser.text("main").await.contains("Your account is ready"));
@@ -55,11 +55,11 @@ async fn a_new_user_registers_logs_in_connects_a_platform_and_logs_out() {
         .fill("input[name=url]", "https://crm.example.com")
         .await;
     browser
-        .click("form[action='/platforms'] button[type=submit]")
+        .submit("form[action='/platforms'] button[type=submit]")
         .await;
     assert_eq!(flash(&browser).await, "Added Acme CRM.");
     browser
-        .click("form[action$='/activate'] button[type=submit]")
+        .submit("form[action$='/activate'] button[type=submit]")
         .await;
     assert_eq!(
         flash(&browser).await,
@@ -81,7 +81,7 @@ async fn a_new_user_registers_logs_in_connects_a_platform_and_logs_out() {
     browser.screenshot("journey-06-account").await;
 
     browser
-        .click("form[action='/logout'] button[type=submit]")
+        .submit("form[action='/logout'] button[type=submit]")
         .await;
     assert_eq!(browser.path().await, "/login");
     assert!(
@@ -149,7 +149,7 @@ async fn a_form_sent_without_its_csrf_token_is_refused_and_changes_nothing() {
         .fill("input[name=url]", "https://forged.example.com")
         .await;
     browser
-        .click("form[action='/platforms'] button[type=submit]")
+        .submit("form[action='/platforms'] button[type=submit]")
         .await;
     assert!(browser.text("h1").await.contains("This form has expired"));
     browser.screenshot("csrf-01-refused").await;

@@ -29,7 +29,7 @@ async fn log_in(browser: &Browser, base: &str, email: &str, remember: bool) {
         browser.click("input[name=remember]").await;
     }
     browser
-        .click("form[action='/login'] button[type=submit]")
+        .submit("form[action='/login'] button[type=submit]")
         .await;
     assert_eq!(browser.path().await, "/dashboard", "logged in as {email}");
 }

@@ -39,7 +39,7 @@ async fn a_platform_switch_and_a_logout_in_one_tab_show_in_the_other() {
         .await
         .expect("back");
     browser
-        .click("form[action$='/activate'] button[type=submit]")
+        .submit("form[action$='/activate'] button[type=submit]")
         .await;
     browser
         .client
@@ -58,7 +58,7 @@ async fn a_platform_switch_and_a_logout_in_one_tab_show_in_the_other() {
 
     browser.client.switch_to_window(first).await.expect("back");
     browser
-        .click("form[action='/logout'] button[type=submit]")
+        .submit("form[action='/logout'] button[type=submit]")
         .await;
     browser
         .client
@@ -96,7 +96,7 @@ async fn a_browser_whose_session_is_ended_from_another_lands_on_the_login_page()
         2
     );
     laptop
-        .click("form[action='/sessions/revoke-others'] button[type=submit]")
+        .submit("form[action='/sessions/revoke-others'] button[type=submit]")
         .await;
     assert_eq!(flash(&laptop).await, "Your other session was ended.");
     laptop.screenshot("revoke-01-ended-others").await;

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::support::{csrf_token_of, location, texts, TestApp};
+use crate::support::{attrs, csrf_token_of, location, texts, TestApp};
 
 #[tokio::test]
 async fn register_login_dashboard_logout() {
@@ -32,11 +32,18 @@ async fn register_login_dashboard_logout() {
     let html = dashboard.text();
     assert!(texts(&html, "h1").iter().any(|h| h.contains("Ann Example")));
     assert_eq!(texts(&html, "[data-field=store]"), vec!["memory"]);
+    // Times read as words, with the exact time (to the second) in the element.
+    assert_eq!(texts(&html, "[data-field=created_at]"), vec!["just now"]);
+    let expires = texts(&html, "[data-field=expires_at]").concat();
+    assert!(
+        expires.starts_with("in 1 h 59 min") || expires == "in 2 h",
+        "{expires:?}"
+    );
     for field in ["created_at", "last_activity", "expires_at"] {
-        let value = texts(&html, &format!("[data-field={field}]")).concat();
+        let at = attrs(&html, &format!("[data-field={field}] time"), "datetime").concat();
         assert!(
-            value.starts_with("20"),
-            "{field} shows a timestamp, got {value:?}"
+            chrono::DateTime::parse_from_rfc3339(&at).is_ok() && !at.contains('.'),
+            "{field}: datetime={at:?}"
         );
     }
     assert_eq!(location(&browser.get("/").await), "/dashboard");

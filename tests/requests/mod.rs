@@ -15,3 +15,4 @@ mod redis;
 mod registry;
 mod secrecy;
 mod throttle;
+mod times;

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::support::{csrf_token_of, redis::RedisServer, session_id_set, Settings, TestApp};
 
-/// Collects every log line written while it is the thread's default subscriber.
+/// Collects every log line of the test binary once [`captured_logs`] has been called.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -29,6 +29,27 @@ impl Captured {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).to_string()
     }
+}
+
+/// The process-wide log capture, installed on first use. A thread-local subscriber
+/// (`set_default`) lost the app's lines at random while other tests ran in parallel, so
+/// the capture is global; the checks below look for this test's own sessions in it.
+fn captured_logs() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let logs = Captured::default();
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the tests");
+            logs
+        })
+        .clone()
 }
 
 async fn sql_dump(app: &TestApp) -> String {
@@ -74,14 +95,7 @@ async fn live_a_session(app: &TestApp, cookie: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn no_raw_id_in_files_sql_or_logs() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = captured_logs();
 
     let app = TestApp::with(Settings {
         sessions: json!({"store": "file"}),
@@ -97,7 +111,14 @@ async fn no_raw_id_in_files_sql_or_logs() {
     assert!(!names.is_empty(), "the live session is a file");
     let dump = sql_dump(&app).await;
     let log_text = logs.text();
-    assert!(log_text.contains("session event"), "logs were captured");
+    for id in &ids {
+        let session_ref = app.sessions().session_ref(&crate::support::parse_id(id));
+        assert!(
+            log_text.contains(&format!("session=\"{}\"", session_ref.as_str()))
+                || log_text.contains(&format!("session={}", session_ref.as_str())),
+            "this test's session events were captured (by ref)"
+        );
+    }
     for id in &ids {
         assert!(names.iter().all(|n| !n.contains(id.as_str())), "file names");
         let contents: String = names

@@ -150,19 +150,40 @@ impl Browser {
         field.send_keys(value).await.expect("type");
     }
 
-    /// Clicks `css` and waits for the page it leads to.
+    /// Clicks `css` on the current page: for controls that do not leave the page (a
+    /// checkbox). Use [`Browser::submit`] for a click that loads another page.
     pub async fn click(&self, css: &str) {
-        let element = self
-            .client
+        self.find(css).await.click().await.expect("click");
+    }
+
+    /// Clicks `css` (a submit button or a link) and waits until the page it leads to has
+    /// loaded. WebDriver's click returns as soon as the click is dispatched, often before
+    /// a form's navigation has begun: reading the page straight after it raced the old
+    /// page (the login "landed" on `/login`, elements went stale). The old document is
+    /// marked, and the wait ends when a document without the mark is complete.
+    pub async fn submit(&self, css: &str) {
+        let element = self.find(css).await;
+        self.script("window.__tesseraOldPage = true").await;
+        element.click().await.expect("click");
+        let left = eventually(Duration::from_secs(10), || async {
+            // Scripts fail while the next document is being set up: not loaded yet.
+            self.client
+                .execute(
+                    "return window.__tesseraOldPage !== true && document.readyState === 'complete'",
+                    vec![],
+                )
+                .await
+                .is_ok_and(|loaded| loaded == Value::Bool(true))
+        })
+        .await;
+        assert!(left, "clicking {css} loaded no new page within 10 s");
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
             .find(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"));
-        element.click().await.expect("click");
-        self.client
-            .wait()
-            .for_element(Locator::Css("body"))
-            .await
-            .expect("page loaded");
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
     }
 
     pub async fn script(&self, js: &str) -> Value {

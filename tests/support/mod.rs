@@ -354,6 +354,40 @@ pub fn texts(html: &str, css: &str) -> Vec<String> {
         .collect()
 }
 
+/// The attribute `name` of the elements matching `css` in `html` that have it.
+pub fn attrs(html: &str, css: &str, name: &str) -> Vec<String> {
+    let document = Html::parse_document(html);
+    let selector = Selector::parse(css).expect("valid selector");
+    document
+        .select(&selector)
+        .filter_map(|e| e.value().attr(name).map(str::to_string))
+        .collect()
+}
+
+/// Everything a person reads on the page: the text outside scripts and styles, and the
+/// titles shown on hover.
+pub fn visible_text(html: &str) -> String {
+    let document = Html::parse_document(html);
+    let body = Selector::parse("body").expect("valid selector");
+    let mut out = String::new();
+    for node in document.select(&body).flat_map(|b| b.descendants()) {
+        if let Some(text) = node.value().as_text() {
+            let hidden = node
+                .parent()
+                .and_then(|p| p.value().as_element())
+                .is_some_and(|e| matches!(e.name(), "script" | "style"));
+            if !hidden {
+                out.push_str(text);
+                out.push(' ');
+            }
+        } else if let Some(title) = node.value().as_element().and_then(|e| e.attr("title")) {
+            out.push_str(title);
+            out.push(' ');
+        }
+    }
+    out
+}
+
 pub fn location(response: &TestResponse) -> String {
     response
         .maybe_header("location")

@@ -16,6 +16,7 @@ pub struct Model {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub reason: Option<String>,
+    pub actor_user_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
