@@ -245,9 +245,9 @@ async fn logout(
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {
     session.log_out().await?;
-    // The message rides in the address as a fixed code: the logout response clears every
-    // cookie of the site, and an anonymous page has no session to carry it.
-    let mut response = Redirect::to("/login?notice=logged_out").into_response();
+    // "You are logged out" is carried to the login page by session-sync.js: the response
+    // clears every cookie of the site, and an anonymous page has no session to carry it.
+    let mut response = Redirect::to("/login").into_response();
     // Tell the browser to drop every cookie of this origin, not only the session's.
     response.headers_mut().insert(
         axum::http::HeaderName::from_static("clear-site-data"),

@@ -66,7 +66,7 @@ async fn anonymous_views_write_nothing(app: TestApp) {
         .post("/logout")
         .form(&[("csrf_token", token.as_str())])
         .await;
-    assert_eq!(location(&logout), "/login?notice=logged_out");
+    assert_eq!(location(&logout), "/login");
     assert_eq!(records(&app).await, before, "the logout removes it");
     let api: Value = browser.get("/api/session").await.json();
     assert_eq!(api["authenticated"], false);
@@ -182,4 +182,33 @@ async fn a_logged_in_session_does_not_accept_an_anonymous_form_token() {
         texts(&notice, "#login-notice").is_empty(),
         "unknown notices show nothing"
     );
+}
+
+#[tokio::test]
+async fn in_production_the_form_cookie_has_the_host_prefix_and_is_secure() {
+    let server = RedisServer::start();
+    let app = TestApp::with(crate::support::Settings {
+        environment: loco_rs::environment::Environment::Production,
+        sessions: json!({"store": "redis", "redis": {"url": server.url()}}),
+        ..crate::support::Settings::default()
+    })
+    .await;
+    let browser = app.browser();
+    let page = browser.get("/register").await;
+    let header = set_cookie_header(&page, "__Host-csrf").expect("the __Host- form cookie");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(header.contains(attribute), "{attribute} missing: {header}");
+    }
+    assert!(!header.contains("Domain"), "{header}");
+    assert!(
+        server.keys().is_empty(),
+        "no key for a visitor: {:?}",
+        server.keys()
+    );
+    app.register(&browser, "Pia", "pia@example.com", "correct horse battery")
+        .await;
+    let login = app
+        .log_in(&browser, "pia@example.com", "correct horse battery", false)
+        .await;
+    assert_eq!(location(&login), "/dashboard");
 }
