@@ -4,9 +4,14 @@
 // UTC title stays, which is still right.
 (() => {
   "use strict";
+  // (dateStyle/timeStyle cannot be combined with timeZoneName: spelled out instead.)
   const format = new Intl.DateTimeFormat(undefined, {
-    dateStyle: "medium",
-    timeStyle: "medium",
+    year: "numeric",
+    month: "short",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
     timeZoneName: "short",
   });
   document.querySelectorAll("time[datetime]").forEach((element) => {

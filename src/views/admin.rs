@@ -8,27 +8,40 @@ use crate::models::{
     user_sessions::LiveSession,
 };
 
-/// The 24-hour charts: id, title, what one event is called, and the event kinds counted.
-const CHARTS: [(&str, &str, (&str, &str), &[&str]); 4] = [
-    ("logins", "Logins", ("login", "logins"), &["login"]),
-    (
-        "failed",
-        "Failed logins",
-        ("failed login", "failed logins"),
-        &["login_failed"],
-    ),
-    (
-        "expired",
-        "Expirations",
-        ("expiration", "expirations"),
-        &["idle_expired", "absolute_expired"],
-    ),
-    (
-        "revoked",
-        "Revocations",
-        ("revocation", "revocations"),
-        &["revoked"],
-    ),
+/// One 24-hour chart: what it is called and which event kinds it counts.
+struct ChartSpec {
+    id: &'static str,
+    title: &'static str,
+    /// One event and many, for tooltips: ("login", "logins").
+    unit: (&'static str, &'static str),
+    kinds: &'static [&'static str],
+}
+
+const CHARTS: [ChartSpec; 4] = [
+    ChartSpec {
+        id: "logins",
+        title: "Logins",
+        unit: ("login", "logins"),
+        kinds: &["login"],
+    },
+    ChartSpec {
+        id: "failed",
+        title: "Failed logins",
+        unit: ("failed login", "failed logins"),
+        kinds: &["login_failed"],
+    },
+    ChartSpec {
+        id: "expired",
+        title: "Expirations",
+        unit: ("expiration", "expirations"),
+        kinds: &["idle_expired", "absolute_expired"],
+    },
+    ChartSpec {
+        id: "revoked",
+        title: "Revocations",
+        unit: ("revocation", "revocations"),
+        kinds: &["revoked"],
+    },
 ];
 
 /// Every event kind the charts count, for the one aggregate query.
@@ -36,7 +49,7 @@ const CHARTS: [(&str, &str, (&str, &str), &[&str]); 4] = [
 pub fn chart_kinds() -> Vec<&'static str> {
     CHARTS
         .iter()
-        .flat_map(|(.., kinds)| kinds.iter().copied())
+        .flat_map(|c| c.kinds.iter().copied())
         .collect()
 }
 
@@ -45,9 +58,7 @@ pub fn chart_kinds() -> Vec<&'static str> {
 pub fn charts(counts: &HourlyCounts) -> Vec<HourlyChart> {
     CHARTS
         .iter()
-        .map(|&(id, title, unit, kinds)| {
-            HourlyChart::new(id, title, unit, &counts.of(kinds), counts.start)
-        })
+        .map(|c| HourlyChart::new(c.id, c.title, c.unit, &counts.of(c.kinds), counts.start))
         .collect()
 }
 

@@ -9,12 +9,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 /// Drawing area of one chart, in SVG user units.
-const WIDTH: f64 = 480.0;
-const HEIGHT: f64 = 140.0;
+const WIDTH: f64 = 320.0;
+const HEIGHT: f64 = 130.0;
 /// Room for the value axis' labels on the left and the hour labels below.
-const LEFT: f64 = 34.0;
+const LEFT: f64 = 26.0;
 const TOP: f64 = 8.0;
-const BOTTOM: f64 = 118.0;
+const BOTTOM: f64 = 112.0;
 const GAP: f64 = 2.0;
 /// Hours between two labels of the hour axis.
 const TICK_EVERY: usize = 6;

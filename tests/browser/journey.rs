@@ -117,14 +117,7 @@ async fn a_new_user_registers_logs_in_connects_a_platform_and_logs_out() {
         ("platforms", "journey-10-phone-platforms"),
     ] {
         browser.goto(&format!("{base}/{page}")).await;
-        let fits = browser
-            .script("return document.documentElement.scrollWidth <= window.innerWidth")
-            .await;
-        assert_eq!(
-            fits,
-            serde_json::Value::Bool(true),
-            "{page} overflows a phone"
-        );
+        assert!(browser.fits_its_width().await, "{page} overflows a phone");
         browser.screenshot(shot).await;
     }
     browser.close().await;

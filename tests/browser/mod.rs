@@ -3,6 +3,7 @@
 //! two-second expectations of the tab tests should not compete with another Chromium.
 //! Every page visited is saved as `target/screenshots/*.png`.
 
+mod admin;
 mod journey;
 mod tabs;
 

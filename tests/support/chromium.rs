@@ -38,6 +38,8 @@ impl Chromium {
             .expect("a free port");
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // A reader far from UTC, so pages that show times in the reader's zone show it.
+            .env("TZ", "Asia/Kolkata")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -184,6 +186,13 @@ impl Browser {
             .find(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
+    /// Whether the page fits the window's width: nothing scrolls sideways.
+    pub async fn fits_its_width(&self) -> bool {
+        self.script("return document.documentElement.scrollWidth <= window.innerWidth")
+            .await
+            == Value::Bool(true)
     }
 
     pub async fn script(&self, js: &str) -> Value {
