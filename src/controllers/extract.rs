@@ -154,20 +154,27 @@ pub struct FormToken {
 
 impl FormToken {
     fn of(parts: &Parts, sessions: &Sessions) -> Self {
+        if let Some(token) = Self::expected(parts, sessions) {
+            return Self {
+                token,
+                new_cookie: None,
+            };
+        }
         let config = &sessions.config().cookie;
-        let name = csrf::form_cookie_name(&config.name);
-        let (nonce, new_cookie) = match csrf::form_nonce(&parts.headers, &name) {
-            Some(nonce) => (nonce, None),
-            None => {
-                let nonce = csrf::new_token();
-                let cookie = csrf::form_cookie(&name, &nonce, config.secure);
-                (nonce, Some(cookie.encoded().to_string()))
-            }
-        };
+        let nonce = csrf::new_token();
+        let cookie =
+            csrf::form_cookie(&csrf::form_cookie_name(&config.name), &nonce, config.secure);
         Self {
             token: csrf::form_token(sessions.config().secret.expose(), &nonce),
-            new_cookie,
+            new_cookie: Some(cookie.encoded().to_string()),
         }
+    }
+
+    /// The token that fits the form cookie the request carries, if it carries one.
+    fn expected(parts: &Parts, sessions: &Sessions) -> Option<String> {
+        let name = csrf::form_cookie_name(&sessions.config().cookie.name);
+        csrf::form_nonce(&parts.headers, &name)
+            .map(|nonce| csrf::form_token(sessions.config().secret.expose(), &nonce))
     }
 
     /// The value of the form's `csrf_token` field.
@@ -224,9 +231,7 @@ where
         let anonymous_token = if session.user_id().is_none() {
             let SessionLayer(sessions) =
                 SessionLayer::from_request_parts(&mut parts, state).await?;
-            let name = csrf::form_cookie_name(&sessions.config().cookie.name);
-            csrf::form_nonce(&parts.headers, &name)
-                .map(|nonce| csrf::form_token(sessions.config().secret.expose(), &nonce))
+            FormToken::expected(&parts, &sessions)
         } else {
             None
         };
