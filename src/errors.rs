@@ -39,6 +39,15 @@ impl From<loco_rs::model::ModelError> for AppError {
     }
 }
 
+impl From<crate::sessions::login::LoginError> for AppError {
+    fn from(error: crate::sessions::login::LoginError) -> Self {
+        match error {
+            crate::sessions::login::LoginError::Session(e) => Self::Session(e),
+            crate::sessions::login::LoginError::Account(e) => e.into(),
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for AppError {
     fn from(error: sea_orm::DbErr) -> Self {
         Self::Internal(error.into())

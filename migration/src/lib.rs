@@ -7,6 +7,7 @@ mod m20261123_000003_user_sessions;
 mod m20261123_000004_session_events;
 mod m20261123_000005_session_records;
 mod m20261201_000010_session_event_actors;
+mod m20261201_000014_throttle_counters;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_session_events::Migration),
             Box::new(m20261123_000005_session_records::Migration),
             Box::new(m20261201_000010_session_event_actors::Migration),
+            Box::new(m20261201_000014_throttle_counters::Migration),
             // inject-above (do not remove this comment)
         ]
     }

@@ -6,11 +6,15 @@ use loco_rs::prelude::*;
 use serde::Deserialize;
 
 use crate::{
-    controllers::extract::{CsrfForm, CurrentUser, SessionLayer},
+    controllers::{
+        auth::with_retry_after,
+        extract::{CsrfForm, CurrentUser, SessionLayer},
+    },
     errors::AppError,
-    models::users::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN},
+    models::users::check_new_password,
     sessions::{
         audit::{AuditEvent, EventKind},
+        login::{self, PasswordCheck},
         registry::EndReason,
     },
 };
@@ -56,21 +60,31 @@ async fn change_password(
     mut current: CurrentUser,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<Response, AppError> {
-    let length = form.new_password.chars().count();
-    let new_error = if length < MIN_PASSWORD_LEN {
-        "Use at least 8 characters."
-    } else if length > MAX_PASSWORD_LEN {
-        "Use at most 128 characters."
-    } else {
-        ""
+    let new_error = check_new_password(&form.new_password)
+        .err()
+        .unwrap_or_default();
+    let check = login::check_current_password(
+        &sessions,
+        &current.session,
+        &current.user,
+        &form.current_password,
+    )
+    .await?;
+    let current_error = match check {
+        PasswordCheck::Correct => "",
+        PasswordCheck::Wrong => "That is not your current password.",
+        PasswordCheck::Throttled { retry_after } => {
+            let page = render(
+                &v,
+                &mut current,
+                ("Too many wrong passwords. Try again later.", new_error),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await?;
+            return Ok(with_retry_after(page, retry_after));
+        }
     };
-    let current_ok = current.user.verify_password(&form.current_password).await?;
-    let current_error = if current_ok {
-        ""
-    } else {
-        "That is not your current password."
-    };
-    if !current_ok || !new_error.is_empty() {
+    if !current_error.is_empty() || !new_error.is_empty() {
         return render(
             &v,
             &mut current,

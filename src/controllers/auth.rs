@@ -6,12 +6,11 @@ use loco_rs::prelude::*;
 use serde::Deserialize;
 
 use crate::{
-    controllers::extract::{Client, CsrfForm, SessionLayer},
+    controllers::extract::{Client, CsrfForm, FormToken, SessionLayer},
     errors::AppError,
-    models::users::{self, EmailAddress, NewUser, RegistrationErrors},
+    models::users::{self, NewUser, RegistrationErrors},
     sessions::{
-        audit::{AuditEvent, EventKind},
-        layer::ServeWithoutSession,
+        login::{self, LoginAttempt, LoginOutcome},
         AppSession, SessionError,
     },
 };
@@ -52,69 +51,57 @@ fn notice_text(notice: Option<&str>) -> &'static str {
     }
 }
 
-/// The CSRF token for an anonymous form page. When the store is down the page still
-/// renders (with a warning) instead of failing: nobody needs a session to read it.
-async fn form_token(session: Result<AppSession, SessionError>) -> Result<(String, bool), AppError> {
-    match session {
-        Ok(mut session) => match session.csrf_token().await {
-            Ok(token) => Ok((token, false)),
-            Err(SessionError::StoreUnavailable(_)) => Ok((String::new(), true)),
-            Err(e) => Err(e.into()),
-        },
-        Err(SessionError::StoreUnavailable(_)) => Ok((String::new(), true)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn serve_without_session(mut response: Response) -> Response {
-    response.extensions_mut().insert(ServeWithoutSession);
-    response
+/// Whether the session store is down, as far as this request could tell: the page still
+/// renders (its form token needs no store), with a warning that logging in will fail.
+fn store_down(session: &Result<AppSession, SessionError>) -> bool {
+    matches!(session, Err(SessionError::StoreUnavailable(_)))
 }
 
 #[debug_handler]
 async fn login_page(
     ViewEngine(v): ViewEngine<TeraView>,
     Query(notice): Query<Notice>,
+    form_token: FormToken,
     session: Result<AppSession, SessionError>,
 ) -> Result<Response, AppError> {
     if session.as_ref().is_ok_and(|s| s.user_id().is_some()) {
         return Ok(Redirect::to("/dashboard").into_response());
     }
-    let (csrf_token, store_down) = form_token(session).await?;
+    let store_down = store_down(&session);
     let page = format::render().view(
         &v,
         "auth/login.html",
         data!({
-            "csrf_token": csrf_token,
+            "csrf_token": form_token.token(),
             "store_down": store_down,
             "notice": notice_text(notice.notice.as_deref()),
             "email": "",
             "error": "",
         }),
     )?;
-    Ok(serve_without_session(page))
+    Ok(form_token.attach(page))
 }
 
 /// The login page again, with `error` next to the form.
-async fn login_refused(
+fn login_refused(
     v: &TeraView,
-    session: &mut AppSession,
+    form_token: &FormToken,
     status: StatusCode,
     email: &str,
     error: &str,
 ) -> Result<Response, AppError> {
-    let csrf_token = session.csrf_token().await?;
-    Ok(format::render().status(status).view(
+    let page = format::render().status(status).view(
         v,
         "auth/login.html",
         data!({
-            "csrf_token": csrf_token,
+            "csrf_token": form_token.token(),
             "store_down": false,
             "notice": "",
             "email": email,
             "error": error,
         }),
-    )?)
+    )?;
+    Ok(form_token.attach(page))
 }
 
 #[debug_handler]
@@ -123,108 +110,88 @@ async fn login(
     ViewEngine(v): ViewEngine<TeraView>,
     SessionLayer(sessions): SessionLayer,
     Client(client): Client,
+    form_token: FormToken,
     mut session: AppSession,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, AppError> {
-    let email = EmailAddress::parse(&form.email);
-    // Counted by what was typed, account or not: the throttle must not reveal accounts.
-    let account = email.as_ref().map_or_else(
-        |_| form.email.trim().to_lowercase(),
-        |e| e.as_str().to_string(),
-    );
-    let throttle = sessions.throttle();
-    if let Some(wait) = throttle.blocked(&account, client.ip.as_deref()).await? {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        sessions.audit().record(
-            AuditEvent::new(EventKind::LoginThrottled)
-                .client(client)
-                .reason(format!("retry in {minutes} min")),
-        );
-        let message = format!(
-            "Too many attempts. Try again in {minutes} minute{}.",
-            if minutes == 1 { "" } else { "s" }
-        );
-        let mut page = login_refused(
-            &v,
-            &mut session,
-            StatusCode::TOO_MANY_REQUESTS,
-            form.email.trim(),
-            &message,
-        )
-        .await?;
-        if let Ok(value) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            page.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, value);
-        }
-        return Ok(page);
-    }
-    let user = match &email {
-        Ok(email) => users::Model::authenticate(&ctx.db, email, &form.password).await?,
-        Err(_) => None,
+    let attempt = LoginAttempt {
+        email: &form.email,
+        password: &form.password,
+        remember: form.remember.as_deref() == Some("on"),
     };
-    let Some(user) = user else {
-        throttle
-            .record_failure(&account, client.ip.as_deref())
-            .await?;
-        sessions.audit().record(
-            AuditEvent::new(EventKind::LoginFailed)
-                .client(client)
-                .reason("wrong email or password"),
-        );
-        return login_refused(
+    match login::log_in(&ctx.db, &sessions, &mut session, attempt, client).await? {
+        LoginOutcome::LoggedIn { .. } => Ok(Redirect::to("/dashboard").into_response()),
+        LoginOutcome::Refused => login_refused(
             &v,
-            &mut session,
+            &form_token,
             StatusCode::UNPROCESSABLE_ENTITY,
             form.email.trim(),
             "Email or password is incorrect.",
-        )
-        .await;
-    };
-    throttle.clear_account(&account).await?;
-    session
-        .log_in(user.id, form.remember.as_deref() == Some("on"), client)
-        .await?;
-    session
-        .flash(format!("Welcome back, {}.", user.name))
-        .await?;
-    Ok(Redirect::to("/dashboard").into_response())
+        ),
+        LoginOutcome::Throttled { retry_after } => {
+            let minutes = retry_after.as_secs().div_ceil(60).max(1);
+            let message = format!(
+                "Too many attempts. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            );
+            let page = login_refused(
+                &v,
+                &form_token,
+                StatusCode::TOO_MANY_REQUESTS,
+                form.email.trim(),
+                &message,
+            )?;
+            Ok(with_retry_after(page, retry_after))
+        }
+    }
+}
+
+/// Adds `Retry-After` (whole seconds, at least one) to a 429 answer.
+#[must_use]
+pub fn with_retry_after(mut response: Response, wait: std::time::Duration) -> Response {
+    if let Ok(value) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 #[debug_handler]
 async fn register_page(
     ViewEngine(v): ViewEngine<TeraView>,
+    form_token: FormToken,
     session: Result<AppSession, SessionError>,
 ) -> Result<Response, AppError> {
     if session.as_ref().is_ok_and(|s| s.user_id().is_some()) {
         return Ok(Redirect::to("/dashboard").into_response());
     }
-    let (csrf_token, store_down) = form_token(session).await?;
-    let page = render_register(
+    let store_down = store_down(&session);
+    render_register(
         &v,
-        &csrf_token,
+        &form_token,
         store_down,
         "",
         "",
         &RegistrationErrors::default(),
         StatusCode::OK,
-    )?;
-    Ok(serve_without_session(page))
+    )
 }
 
 fn render_register(
     v: &TeraView,
-    csrf_token: &str,
+    form_token: &FormToken,
     store_down: bool,
     name: &str,
     email: &str,
     errors: &RegistrationErrors,
     status: StatusCode,
 ) -> Result<Response, AppError> {
-    Ok(format::render().status(status).view(
+    let page = format::render().status(status).view(
         v,
         "auth/register.html",
         data!({
-            "csrf_token": csrf_token,
+            "csrf_token": form_token.token(),
             "store_down": store_down,
             "name": name,
             "email": email,
@@ -234,45 +201,42 @@ fn render_register(
                 "password": errors.password.unwrap_or_default(),
             },
         }),
-    )?)
+    )?;
+    Ok(form_token.attach(page))
 }
 
 #[debug_handler]
 async fn register(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
-    mut session: AppSession,
+    form_token: FormToken,
     CsrfForm(form): CsrfForm<RegisterForm>,
 ) -> Result<Response, AppError> {
-    let invalid = |errors: RegistrationErrors, token: String| {
-        render_register(
-            &v,
-            &token,
-            false,
-            form.name.trim(),
-            form.email.trim(),
-            &errors,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-    };
     let new_user = match NewUser::parse(&form.name, &form.email, &form.password) {
         Ok(new_user) => new_user,
-        Err(errors) => return invalid(errors, session.csrf_token().await?),
-    };
-    match users::Model::create_with_password(&ctx.db, &new_user, false).await {
-        Ok(user) => {
-            tracing::info!(user_id = user.id, "registered");
-            Ok(Redirect::to("/login?notice=registered").into_response())
+        Err(errors) => {
+            return render_register(
+                &v,
+                &form_token,
+                false,
+                form.name.trim(),
+                form.email.trim(),
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
         }
-        Err(ModelError::EntityAlreadyExists) => invalid(
-            RegistrationErrors {
-                email: Some("An account with this email already exists. Log in instead."),
-                ..RegistrationErrors::default()
-            },
-            session.csrf_token().await?,
-        ),
-        Err(e) => Err(e.into()),
+    };
+    // A taken email gets the same answer as a free one (and costs the same argon2 hash):
+    // the form must not tell a stranger who has an account. The owner of the email just
+    // logs in with the password they already have.
+    match users::Model::create_with_password(&ctx.db, &new_user, false).await {
+        Ok(user) => tracing::info!(user_id = user.id, "registered"),
+        Err(ModelError::EntityAlreadyExists) => {
+            tracing::info!("registration for an email that has an account");
+        }
+        Err(e) => return Err(e.into()),
     }
+    Ok(Redirect::to("/login?notice=registered").into_response())
 }
 
 #[debug_handler]
@@ -281,6 +245,8 @@ async fn logout(
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {
     session.log_out().await?;
+    // "You are logged out" is carried to the login page by session-sync.js: the response
+    // clears every cookie of the site, and an anonymous page has no session to carry it.
     let mut response = Redirect::to("/login").into_response();
     // Tell the browser to drop every cookie of this origin, not only the session's.
     response.headers_mut().insert(

@@ -13,6 +13,38 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 /// Longest password accepted; bounds the work an attacker can ask argon2 to do.
 pub const MAX_PASSWORD_LEN: usize = 128;
 
+/// Whether `password` may become an account's password: the one rule, used by
+/// registration and by the password form.
+///
+/// ```
+/// use tessera::models::users::check_new_password;
+/// assert!(check_new_password("correct horse battery").is_ok());
+/// assert!(check_new_password("short").is_err());
+/// ```
+///
+/// # Errors
+/// A message fit for the form.
+pub fn check_new_password(password: &str) -> Result<(), &'static str> {
+    let length = password.chars().count();
+    if length < MIN_PASSWORD_LEN {
+        Err("Use at least 8 characters.")
+    } else if length > MAX_PASSWORD_LEN {
+        Err("Use at most 128 characters.")
+    } else {
+        Ok(())
+    }
+}
+
+/// What a login's email and password amount to.
+#[derive(Debug)]
+pub enum Credentials {
+    /// The password is the account's, and the account may log in.
+    Valid(Model),
+    /// Wrong password, unknown email or disabled account: the same to the visitor. The
+    /// account is named (for the audit trail) when it exists.
+    Invalid { user_id: Option<i64> },
+}
+
 /// An email address in its canonical form: trimmed, lower-cased, with one `@` between a
 /// non-empty local part and a dotted domain.
 ///
@@ -79,12 +111,7 @@ impl NewUser {
         let email = EmailAddress::parse(email)
             .map_err(|e| errors.email = Some(e))
             .ok();
-        let length = password.chars().count();
-        if length < MIN_PASSWORD_LEN {
-            errors.password = Some("Use at least 8 characters.");
-        } else if length > MAX_PASSWORD_LEN {
-            errors.password = Some("Use at most 128 characters.");
-        }
+        errors.password = check_new_password(password).err();
         match email {
             Some(email) if errors.name.is_none() && errors.password.is_none() => Ok(Self {
                 name: name.to_string(),
@@ -148,6 +175,21 @@ impl Model {
         email: &EmailAddress,
         password: &str,
     ) -> ModelResult<Option<Self>> {
+        Ok(match Self::check_credentials(db, email, password).await? {
+            Credentials::Valid(user) => Some(user),
+            Credentials::Invalid { .. } => None,
+        })
+    }
+
+    /// Like [`Self::authenticate`], naming the account a failed attempt was for.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn check_credentials(
+        db: &DatabaseConnection,
+        email: &EmailAddress,
+        password: &str,
+    ) -> ModelResult<Credentials> {
         let user = match Self::find_by_email(db, email).await {
             Ok(user) => Some(user),
             Err(ModelError::EntityNotFound) => None,
@@ -166,7 +208,12 @@ impl Model {
         })
         .await
         .map_err(|e| ModelError::Any(e.into()))?;
-        Ok(user.filter(|u| verified && !u.disabled))
+        Ok(match user {
+            Some(user) if verified && !user.disabled => Credentials::Valid(user),
+            user => Credentials::Invalid {
+                user_id: user.map(|u| u.id),
+            },
+        })
     }
 
     /// Checks `password` against this user's hash, off the async runtime.

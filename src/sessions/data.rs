@@ -56,23 +56,25 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    /// Reads the user agent and the client IP of a request. The IP comes from Loco's
-    /// `remote_ip` middleware when it is configured (behind a proxy), else from the socket.
-    #[must_use]
-    pub fn from_parts(parts: &axum::http::request::Parts) -> Self {
+    /// Reads the user agent and the client IP of a request. The IP is what Loco's
+    /// `RemoteIP` extractor resolves when `server.middlewares.remote_ip` is enabled (the
+    /// address a trusted proxy forwarded), else the socket's peer: a client's own
+    /// `X-Forwarded-For` is never believed unless the operator said so.
+    pub async fn from_parts(parts: &mut axum::http::request::Parts) -> Self {
+        use axum::extract::FromRequestParts;
         use loco_rs::controller::middleware::remote_ip::RemoteIP;
+        let ip = match RemoteIP::from_request_parts(parts, &()).await {
+            Ok(RemoteIP::Forwarded(ip) | RemoteIP::Socket(ip)) => Some(ip.to_string()),
+            Ok(RemoteIP::None) | Err(_) => parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string()),
+        };
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let ip = match parts.extensions.get::<RemoteIP>() {
-            Some(RemoteIP::Forwarded(ip) | RemoteIP::Socket(ip)) => Some(ip.to_string()),
-            _ => parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string()),
-        };
         Self::new(user_agent, ip)
     }
 

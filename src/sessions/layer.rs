@@ -52,8 +52,7 @@ pub fn session_id_from_headers(headers: &HeaderMap, cookie_name: &str) -> Option
 }
 
 /// A response extension by which a handler says its page is still worth serving when the
-/// session cannot be saved. The login page sets it: it must render while the store is
-/// down, even though the CSRF token it shows could not be kept.
+/// session cannot be saved (a page that must render while the store is down).
 #[derive(Debug, Clone, Copy)]
 pub struct ServeWithoutSession;
 
@@ -103,6 +102,17 @@ pub async fn session_middleware(
         }
         return response;
     }
+    let data = session
+        .get::<SessionData>(SessionData::KEY)
+        .await
+        .ok()
+        .flatten();
+    if data.as_ref().and_then(|d| d.user_id).is_none() {
+        // A record is created at login and only then: an anonymous visitor (a crawler, a
+        // script) must cost the store nothing.
+        tracing::debug!("an anonymous session was not saved");
+        return response;
+    }
     if let Err(error) = session.save().await {
         if response.extensions().get::<ServeWithoutSession>().is_some() {
             tracing::warn!(%error, "session could not be saved; page served without one");
@@ -111,14 +121,7 @@ pub async fn session_middleware(
         return SessionError::from(error).into_response();
     }
     match session.id() {
-        Some(id) => {
-            let data = session
-                .get::<SessionData>(SessionData::KEY)
-                .await
-                .ok()
-                .flatten();
-            set_cookie(&mut response, session_cookie(&sessions, id, data.as_ref()));
-        }
+        Some(id) => set_cookie(&mut response, session_cookie(&sessions, id, data.as_ref())),
         None => tracing::error!("a saved session has no ID"),
     }
     response

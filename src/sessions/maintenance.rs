@@ -2,7 +2,7 @@
 //! between stores. The `cargo loco task` commands are thin wrappers that print these
 //! reports; tests call them directly.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use chrono::Utc;
 use sea_orm::{
@@ -14,8 +14,10 @@ use time::OffsetDateTime;
 use tower_sessions::session_store::SessionStore;
 
 use super::{
+    audit::{AuditEvent, EventKind},
+    data::ClientInfo,
     registry::PruneReport,
-    stores::{Backend, StoreHealth, StoreSweep},
+    stores::{hashed::SessionRef, Backend, StoreHealth, StoreSweep},
     Sessions,
 };
 use crate::models::_entities::{session_events, user_sessions, users};
@@ -24,44 +26,118 @@ use crate::models::_entities::{session_events, user_sessions, users};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CleanupReport {
     pub store: StoreSweep,
+    /// Sessions that ran out while their user was away, audited as expired now.
+    pub expired_unseen: u64,
     pub registry_gone: u64,
     pub registry_ended: u64,
+    /// Audit events older than the retention, deleted.
+    pub events_pruned: u64,
+    /// Throttle counters whose window ended, deleted (SQL counters only).
+    pub throttle_counters: u64,
 }
 
 impl fmt::Display for CleanupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sessions_cleanup: removed {} expired and {} unreadable records, {} stale temp files ({} failed); pruned {} registry rows of gone sessions and {} of sessions ended over a day ago",
+            "sessions_cleanup: removed {} expired and {} unreadable records, {} stale temp files ({} failed); pruned {} registry rows of gone sessions and {} of sessions ended over a day ago; audited {} sessions that expired unseen; deleted {} audit events past the retention and {} ended throttle windows",
             self.store.expired,
             self.store.unreadable,
             self.store.stale_temp,
             self.store.failed,
             self.registry_gone,
-            self.registry_ended
+            self.registry_ended,
+            self.expired_unseen,
+            self.events_pruned,
+            self.throttle_counters
         )
     }
 }
 
-/// Removes expired and unreadable records from the store and prunes the registry.
+/// Removes expired and unreadable records from the store, audits the sessions that
+/// expired while their user was away, prunes the registry, and deletes audit events past
+/// the retention and ended throttle windows.
 ///
 /// # Errors
 /// When the store cannot be listed or the database fails.
 pub async fn cleanup(
     sessions: &Sessions,
+    db: &DatabaseConnection,
     progress: impl Fn(u64, u64) + Send + 'static,
 ) -> Result<CleanupReport, String> {
     let store = sessions.backend().sweep(progress).await?;
+    // Before the prune deletes their rows: the row is the last trace of why they ended.
+    let expired_unseen = audit_expired_unseen(sessions, db)
+        .await
+        .map_err(|e| e.to_string())?;
     let PruneReport { gone, ended } = sessions
         .registry()
         .prune(sessions.backend())
         .await
         .map_err(|e| e.to_string())?;
+    let events_pruned = prune_events(db, sessions.config().events_retention)
+        .await
+        .map_err(|e| e.to_string())?;
+    let throttle_counters = sessions
+        .throttle()
+        .sweep_expired()
+        .await
+        .map_err(|e| e.to_string())?;
+    // A task process ends right after: the trail must be written before it does.
+    sessions.audit().flush().await;
     Ok(CleanupReport {
         store,
+        expired_unseen,
         registry_gone: gone,
         registry_ended: ended,
+        events_pruned,
+        throttle_counters,
     })
+}
+
+/// Records `idle_expired` or `absolute_expired` for every registry row of a session that
+/// passed its deadline without its user coming back (the app ends a session it finds
+/// expired itself, and marks its row ended). Which deadline it was follows from the row:
+/// a session whose expiry is its absolute deadline ran out of lifetime.
+async fn audit_expired_unseen(sessions: &Sessions, db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let now = Utc::now().fixed_offset();
+    let rows = user_sessions::Entity::find()
+        .filter(user_sessions::Column::EndedAt.is_null())
+        .filter(user_sessions::Column::ExpiresAt.lte(now))
+        .all(db)
+        .await?;
+    let policy = &sessions.config().policy;
+    for row in &rows {
+        // The row is created up to a second after the session's own timestamp: allow it.
+        let absolute = row.expires_at.timestamp().saturating_add(1)
+            >= policy.absolute_deadline(row.created_at.timestamp());
+        let kind = if absolute {
+            EventKind::AbsoluteExpired
+        } else {
+            EventKind::IdleExpired
+        };
+        sessions.audit().record(
+            AuditEvent::new(kind)
+                .user(Some(row.user_id))
+                .session(SessionRef::parse(&row.session_ref))
+                .client(ClientInfo::new(&row.user_agent, row.ip.clone()))
+                .reason("found by cleanup"),
+        );
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Deletes audit events older than `retention`; how many.
+async fn prune_events(db: &DatabaseConnection, retention: Duration) -> Result<u64, DbErr> {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff = Utc::now()
+        .checked_sub_signed(retention)
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    Ok(session_events::Entity::delete_many()
+        .filter(session_events::Column::CreatedAt.lt(cutoff.fixed_offset()))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 /// Counts of lifecycle events over one period.

@@ -12,7 +12,9 @@
 //! - [`layer`]: the middleware that reads the cookie and saves what changed;
 //! - [`registry`]: one SQL row per session, for "my sessions", limits and revocation;
 //! - [`audit`]: the lifecycle events, written to SQL off the request path;
-//! - [`csrf`]: synchronizer tokens.
+//! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
+//! - [`throttle`]: password-guess counters, reserved before a password is checked;
+//! - [`login`]: logging in and checking a current password, as domain operations.
 //!
 //! [`Sessions`] ties them together for one running app: it is built once from the Loco
 //! context and shared by the middleware, the extractors, health checks and tasks.
@@ -22,6 +24,7 @@ pub mod csrf;
 pub mod data;
 pub mod error;
 pub mod layer;
+pub mod login;
 pub mod maintenance;
 pub mod metrics;
 pub mod policy;
@@ -79,7 +82,12 @@ impl Sessions {
     pub fn open(config: SessionConfig, db: DatabaseConnection) -> Result<Self, String> {
         let backend = Backend::open(&config, &db)?;
         let hasher = IdHasher::new(&config.secret);
-        let throttle = LoginThrottle::new(backend.clone(), hasher.clone(), config.throttle.clone());
+        let throttle = LoginThrottle::new(
+            &backend,
+            db.clone(),
+            hasher.clone(),
+            config.throttle.clone(),
+        );
         let audit = AuditLog::start(db.clone());
         let sealed = Encrypted::new(backend, config.encryption.clone(), Some(audit.clone()));
         let limited = SizeLimited::new(HashedIds::new(sealed, hasher), config.max_record_bytes);

@@ -182,32 +182,12 @@ impl AppSession {
             .unwrap_or_default()
     }
 
-    /// The session's CSRF token, starting an anonymous session to hold one if needed
-    /// (the login and register forms need a token before anyone is logged in).
-    ///
-    /// # Errors
-    /// When the session cannot be written.
-    pub async fn csrf_token(&mut self) -> Result<String, SessionError> {
-        if let Some(data) = &self.data {
-            return Ok(data.csrf_token.clone());
-        }
-        let now = now();
-        let data = SessionData {
-            user_id: None,
-            created_at: now,
-            last_activity: now,
-            remember: false,
-            user_agent: String::new(),
-            ip: None,
-            csrf_token: csrf::new_token(),
-            active_platform_id: None,
-            fingerprint: String::new(),
-            flash: None,
-        };
-        self.write(&data).await?;
-        let token = data.csrf_token.clone();
-        self.data = Some(data);
-        Ok(token)
+    /// The session's CSRF token; `None` without a session. Anonymous forms (login,
+    /// register) use a signed double-submit token instead ([`super::csrf::form_token`]):
+    /// a visitor who is not logged in gets no record in the store.
+    #[must_use]
+    pub fn csrf_token(&self) -> Option<&str> {
+        self.data.as_ref().map(|d| d.csrf_token.as_str())
     }
 
     /// Whether `submitted` is this session's CSRF token.
@@ -478,7 +458,7 @@ impl AppSession {
 }
 
 impl AppSession {
-    async fn from_parts(parts: &Parts, activity: Activity) -> Result<Self, SessionError> {
+    async fn from_parts(parts: &mut Parts, activity: Activity) -> Result<Self, SessionError> {
         let session = parts
             .extensions
             .get::<Session>()
@@ -489,7 +469,8 @@ impl AppSession {
             .get::<Arc<Sessions>>()
             .cloned()
             .ok_or(SessionError::NotInstalled)?;
-        let this = Self::load(session, sessions, &ClientInfo::from_parts(parts), activity).await?;
+        let client = ClientInfo::from_parts(parts).await;
+        let this = Self::load(session, sessions, &client, activity).await?;
         if this.user_id().is_some() {
             if let Some(marker) = parts.extensions.get::<ServedToUser>() {
                 marker.set();

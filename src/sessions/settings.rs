@@ -85,6 +85,10 @@ pub struct SessionSettings {
     /// Failed-login throttling per account and per IP.
     #[serde(default)]
     pub throttle: ThrottleSettings,
+    /// How many days the audit trail (`session_events`) keeps an event; `sessions_cleanup`
+    /// deletes older ones.
+    #[serde(default = "default_events_retention_days")]
+    pub events_retention_days: u32,
     /// `METRICS_TOKEN`: a bearer token that opens `/metrics` to a scraper. Unset: only
     /// logged-in admins see the metrics.
     #[serde(default)]
@@ -129,6 +133,9 @@ impl Default for ThrottleSettings {
     }
 }
 
+const fn default_events_retention_days() -> u32 {
+    90
+}
 const fn default_account_failures() -> u32 {
     5
 }
@@ -294,6 +301,8 @@ pub struct SessionConfig {
     pub encryption: Option<EncryptionKeys>,
     pub fingerprint: FingerprintSettings,
     pub throttle: ThrottleSettings,
+    /// How long the audit trail keeps an event.
+    pub events_retention: Duration,
     pub metrics_token: Option<String>,
     pub cookie: CookieConfig,
     pub redis: RedisConfig,
@@ -395,6 +404,12 @@ impl SessionConfig {
         } else {
             None
         };
+        if settings.events_retention_days == 0 {
+            return Err(SettingsError::new(
+                "events_retention_days",
+                "must be at least 1",
+            ));
+        }
         if settings.max_per_user == 0 {
             return Err(SettingsError::new("max_per_user", "must be at least 1"));
         }
@@ -411,6 +426,9 @@ impl SessionConfig {
             encryption,
             fingerprint: settings.fingerprint,
             throttle,
+            events_retention: Duration::from_secs(
+                u64::from(settings.events_retention_days) * 24 * 3600,
+            ),
             metrics_token: settings.metrics_token.filter(|t| !t.trim().is_empty()),
             cookie,
             redis,

@@ -1,5 +1,6 @@
 //! `cargo loco task sessions_cleanup`: removes expired and unreadable records from the
-//! store and prunes stale registry rows. The scheduler runs it hourly.
+//! store, audits sessions that expired unseen, prunes stale registry rows, audit events
+//! past `events_retention_days` and ended throttle windows. The scheduler runs it hourly.
 
 use std::io::IsTerminal;
 
@@ -20,7 +21,7 @@ impl Task for SessionsCleanup {
     fn task(&self) -> TaskInfo {
         TaskInfo {
             name: "sessions_cleanup".to_string(),
-            detail: "Remove expired and unreadable session records, prune the registry".to_string(),
+            detail: "Remove expired and unreadable session records; prune the registry, old audit events and throttle windows".to_string(),
         }
     }
 
@@ -40,7 +41,7 @@ impl Task for SessionsCleanup {
             ProgressBar::hidden()
         };
         let progress = bar.clone();
-        let report = maintenance::cleanup(&sessions, move |done, total| {
+        let report = maintenance::cleanup(&sessions, &ctx.db, move |done, total| {
             progress.set_length(total);
             progress.set_position(done);
         })

@@ -61,6 +61,12 @@ async fn register_login_dashboard_logout() {
         .await;
     assert_eq!(logout.status_code(), 303);
     assert_eq!(location(&logout), "/login");
+    // The fixed notice a page may link to; never text taken from the request.
+    let notice = browser.get("/login?notice=logged_out").await;
+    assert_eq!(
+        texts(&notice.text(), "#login-notice"),
+        vec!["You are logged out."]
+    );
 
     let after = browser.get("/dashboard").await;
     assert_eq!(after.status_code(), 303);
@@ -121,28 +127,69 @@ async fn registration_explains_what_is_wrong_and_keeps_input() {
         vec!["Use at least 8 characters."]
     );
     assert!(html.contains(r#"value="not-an-email""#));
+}
 
-    app.register(
-        &browser,
-        "Carol",
-        "carol@example.com",
-        "correct horse battery",
-    )
-    .await;
-    let token = csrf_token_of(&browser, "/register").await;
-    let duplicate = browser
-        .post("/register")
-        .form(&[
-            ("csrf_token", token.as_str()),
-            ("name", "Carol Two"),
-            ("email", " CAROL@example.com"),
-            ("password", "another password"),
-        ])
-        .await;
-    assert_eq!(duplicate.status_code(), 422);
+/// What a stranger sees after registering an email: the same answer whether it has an
+/// account or not, and the account's password is untouched.
+#[tokio::test]
+async fn registration_answers_the_same_for_a_taken_and_a_free_email() {
+    let app = TestApp::start().await;
+    app.create_user("carol@example.com", false).await;
+    let mut answers = Vec::new();
+    for email in [" CAROL@example.com", "dora@example.com"] {
+        let browser = app.browser();
+        let token = csrf_token_of(&browser, "/register").await;
+        let response = browser
+            .post("/register")
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("name", "Carol Two"),
+                ("email", email),
+                ("password", "another password"),
+            ])
+            .await;
+        let notice = browser.get(&location(&response)).await.text();
+        answers.push((
+            response.status_code(),
+            location(&response),
+            texts(&notice, "#login-notice"),
+        ));
+    }
+    assert_eq!(answers[0], answers[1], "{answers:?}");
+    assert_eq!(answers[0].1, "/login?notice=registered");
+    let browser = app.browser();
     assert_eq!(
-        texts(&duplicate.text(), "#email-error"),
-        vec!["An account with this email already exists. Log in instead."]
+        location(
+            &app.log_in(&browser, "carol@example.com", "another password", false)
+                .await
+        ),
+        "",
+        "the taken account kept its password"
+    );
+    assert_eq!(
+        location(
+            &app.log_in(
+                &browser,
+                "carol@example.com",
+                "correct horse battery",
+                false
+            )
+            .await
+        ),
+        "/dashboard"
+    );
+    assert_eq!(
+        location(
+            &app.log_in(
+                &app.browser(),
+                "dora@example.com",
+                "another password",
+                false
+            )
+            .await
+        ),
+        "/dashboard",
+        "the free email got its account"
     );
 }
 

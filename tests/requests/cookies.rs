@@ -12,16 +12,28 @@ use crate::support::{
 async fn cookie_is_an_opaque_id_marked_httponly_lax_path_root() {
     let app = TestApp::start().await;
     let browser = app.browser();
-    let login_page = browser.get("/login").await;
-    let anonymous_id =
-        session_id_set(&login_page, "session").expect("the login form starts a session");
-    let header = set_cookie_header(&login_page, "session").expect("set-cookie");
+    // A fixated ID planted before login (here: one the server never issued).
+    let anonymous_id = tower_sessions::session::Id::default().to_string();
+    app.register(&browser, "Dee", "dee@example.com", "correct horse battery")
+        .await;
+    let token = csrf_token_of(&browser, "/login").await;
+    let login = browser
+        .post("/login")
+        .add_header("cookie", format!("session={anonymous_id}"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", "dee@example.com"),
+            ("password", "correct horse battery"),
+        ])
+        .await;
+    let logged_in_id = session_id_set(&login, "session").expect("login sets a new cookie");
+    let header = set_cookie_header(&login, "session").expect("set-cookie");
     assert_eq!(
-        anonymous_id.len(),
+        logged_in_id.len(),
         22,
         "the value is only the 128-bit ID: {header}"
     );
-    assert!(anonymous_id
+    assert!(logged_in_id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
@@ -37,25 +49,12 @@ async fn cookie_is_an_opaque_id_marked_httponly_lax_path_root() {
         "browser-session cookie: {header}"
     );
     assert_eq!(
-        login_page
+        login
             .maybe_header("cache-control")
             .as_ref()
             .and_then(|v| v.to_str().ok()),
         Some("no-store")
     );
-
-    app.register(&browser, "Dee", "dee@example.com", "correct horse battery")
-        .await;
-    let token = csrf_token_of(&browser, "/login").await;
-    let login = browser
-        .post("/login")
-        .form(&[
-            ("csrf_token", token.as_str()),
-            ("email", "dee@example.com"),
-            ("password", "correct horse battery"),
-        ])
-        .await;
-    let logged_in_id = session_id_set(&login, "session").expect("login sets a new cookie");
     assert_ne!(logged_in_id, anonymous_id, "login issues a new ID");
 
     let store = app.sessions().store();
@@ -65,7 +64,7 @@ async fn cookie_is_an_opaque_id_marked_httponly_lax_path_root() {
             .await
             .expect("store answers")
             .is_none(),
-        "the pre-login record is gone at once"
+        "the planted ID was never adopted"
     );
     let record = store
         .load(&parse_id(&logged_in_id))
@@ -207,10 +206,9 @@ async fn unknown_and_malformed_cookies_are_anonymous_never_errors() {
                 assert_eq!(location(&response), "/login");
             }
             if path == "/login" {
-                // Strict mode: the server never adopts an ID it did not issue.
-                let issued =
-                    session_id_set(&response, "session").expect("a fresh anonymous session");
-                assert_ne!(issued, unknown);
+                // The server never adopts an ID it did not issue, and an anonymous visitor
+                // gets no session at all.
+                assert_eq!(session_id_set(&response, "session"), None);
             }
         }
     }

@@ -1,4 +1,5 @@
 mod admin;
+mod anonymous;
 mod assets;
 mod auth;
 mod cookies;
@@ -9,7 +10,9 @@ mod hardening;
 mod my_sessions;
 mod platforms;
 mod production;
+mod proxy;
 mod redis;
 mod registry;
 mod secrecy;
+mod throttle;
 mod times;

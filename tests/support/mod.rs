@@ -45,6 +45,9 @@ pub struct Settings {
     pub sessions: Value,
     /// Reuse another app's scratch directory and database, as a second instance would.
     pub share_with: Option<Arc<Scratch>>,
+    /// Turn on Loco's `server.middlewares.remote_ip` (trust the rightmost
+    /// `X-Forwarded-For`), as behind a reverse proxy.
+    pub remote_ip: bool,
 }
 
 impl Default for Settings {
@@ -54,6 +57,7 @@ impl Default for Settings {
             database: Database::Sqlite,
             sessions: json!({}),
             share_with: None,
+            remote_ip: false,
         }
     }
 }
@@ -135,6 +139,13 @@ impl TestApp {
         config.database.max_connections = 4;
         config.database.connect_timeout = 5000;
         config.logger.enable = false;
+        if settings.remote_ip {
+            use loco_rs::controller::middleware::remote_ip::{ClientIpSource, RemoteIpMiddleware};
+            config.server.middlewares.remote_ip = Some(RemoteIpMiddleware {
+                enable: true,
+                source: ClientIpSource::RightmostXForwardedFor,
+            });
+        }
         let app_settings = config.settings.get_or_insert_with(|| json!({}));
         let mut sessions = json!({
             "dir": scratch.path().join("sessions"),

@@ -60,3 +60,119 @@ async fn cleanup_removes_exactly_the_expired_and_corrupt_ones() {
         "idempotent: {out}"
     );
 }
+
+/// The audit trail's rows: (event, user, session ref, reason).
+async fn trail(app: &TestApp) -> Vec<(String, Option<i64>, Option<String>, Option<String>)> {
+    use sea_orm::{EntityTrait, QueryOrder};
+    use tessera::models::_entities::session_events;
+    app.flush_audit().await;
+    session_events::Entity::find()
+        .order_by_asc(session_events::Column::Id)
+        .all(&app.ctx.db)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| (e.event, e.user_id, e.session_ref, e.reason))
+        .collect()
+}
+
+/// Sessions whose user never came back get their expiry in the trail from the cleanup,
+/// named by user and session, before their registry rows go; idle or absolute as it was.
+async fn unseen_expiries_are_audited(idle: u64, absolute: u64, expected: &str) {
+    let app = TestApp::with(Settings {
+        sessions: json!({"idle_timeout_secs": idle, "absolute_lifetime_secs": absolute}),
+        ..Settings::default()
+    })
+    .await;
+    let user = app.create_user("gwen@example.com", false).await;
+    app.browser_logged_in_as("gwen@example.com").await;
+    let refs: Vec<String> = app
+        .sessions()
+        .registry()
+        .live_for_user(user.id)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|r| r.session_ref)
+        .collect();
+    assert_eq!(refs.len(), 1);
+    tokio::time::sleep(Duration::from_millis(absolute.min(idle) * 1000 + 1100)).await;
+    app.task("sessions_cleanup", &[]).await.expect("cleanup");
+    let expired: Vec<_> = trail(&app)
+        .await
+        .into_iter()
+        .filter(|(event, ..)| event.ends_with("_expired"))
+        .collect();
+    assert_eq!(
+        expired,
+        vec![(
+            expected.to_string(),
+            Some(user.id),
+            Some(refs[0].clone()),
+            Some("found by cleanup".to_string())
+        )]
+    );
+    assert_eq!(
+        app.sessions().registry().row_count().await.expect("rows"),
+        0
+    );
+    // Run again: the row is gone, nothing is audited twice.
+    app.task("sessions_cleanup", &[]).await.expect("cleanup");
+    let again = trail(&app)
+        .await
+        .into_iter()
+        .filter(|(event, ..)| event.ends_with("_expired"))
+        .count();
+    assert_eq!(again, 1);
+}
+
+#[tokio::test]
+async fn cleanup_audits_sessions_that_went_idle_unseen() {
+    unseen_expiries_are_audited(1, 60, "idle_expired").await;
+}
+
+#[tokio::test]
+async fn cleanup_audits_sessions_that_reached_their_lifetime_unseen() {
+    unseen_expiries_are_audited(2, 2, "absolute_expired").await;
+}
+
+/// `session_events` keeps `events_retention_days` (default 90) and no more.
+async fn events_are_kept_for(retention_days: Option<u32>, kept_days: i64) {
+    use sea_orm::{ActiveModelTrait, ActiveValue};
+    use tessera::models::_entities::session_events;
+    let sessions = match retention_days {
+        Some(days) => json!({"events_retention_days": days}),
+        None => json!({}),
+    };
+    let app = TestApp::with(Settings {
+        sessions,
+        ..Settings::default()
+    })
+    .await;
+    let age = |days: i64| (chrono::Utc::now() - chrono::Duration::days(days)).fixed_offset();
+    for (reason, days) in [("old", kept_days + 1), ("recent", kept_days - 1)] {
+        session_events::ActiveModel {
+            created_at: ActiveValue::Set(age(days)),
+            updated_at: ActiveValue::Set(age(days)),
+            event: ActiveValue::Set("logout".to_string()),
+            reason: ActiveValue::Set(Some(reason.to_string())),
+            ..Default::default()
+        }
+        .insert(&app.ctx.db)
+        .await
+        .expect("insert");
+    }
+    app.task("sessions_cleanup", &[]).await.expect("cleanup");
+    let reasons: Vec<_> = trail(&app).await.into_iter().filter_map(|e| e.3).collect();
+    assert_eq!(reasons, vec!["recent".to_string()]);
+}
+
+#[tokio::test]
+async fn audit_events_are_kept_90_days_by_default() {
+    events_are_kept_for(None, 90).await;
+}
+
+#[tokio::test]
+async fn audit_events_are_kept_as_long_as_configured() {
+    events_are_kept_for(Some(7), 7).await;
+}
