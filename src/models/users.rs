@@ -269,15 +269,9 @@ impl Model {
             .map_err(|e| ModelError::Any(e.into()))?
             .map_err(|e| ModelError::Any(e.into()))?;
 
-        let txn = db.begin().await?;
-        if users::Entity::find()
-            .filter(users::Column::Email.eq(new_user.email.as_str()))
-            .one(&txn)
-            .await?
-            .is_some()
-        {
-            return Err(ModelError::EntityAlreadyExists {});
-        }
+        // One INSERT, no read first: the unique index on email decides, also between two
+        // registrations at once. (A read-then-write transaction failed at once with
+        // "database is locked" on SQLite whenever another connection wrote in between.)
         let user = users::ActiveModel {
             email: ActiveValue::set(new_user.email.as_str().to_string()),
             password: ActiveValue::set(password_hash),
@@ -285,14 +279,12 @@ impl Model {
             admin: ActiveValue::set(admin),
             ..Default::default()
         }
-        .insert(&txn)
+        .insert(db)
         .await
         .map_err(|e| match e.sql_err() {
-            // Two registrations of one email at once: the unique index decides.
             Some(SqlErr::UniqueConstraintViolation(_)) => ModelError::EntityAlreadyExists {},
             _ => e.into(),
         })?;
-        txn.commit().await?;
         Ok(user)
     }
 }
