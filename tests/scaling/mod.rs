@@ -3,13 +3,14 @@
 //! each starts up to four Redis processes and takes a few seconds of failover.
 
 mod cluster;
+mod cluster_routing;
 mod sentinel;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{session_id_set, Settings, TestApp};
+use crate::support::{parse_id, session_id_set, Settings, TestApp};
 
 /// Test settings with sessions in Redis at `url`, giving up on a command after 500 ms.
 fn on_redis(url: &str) -> Settings {
@@ -17,6 +18,11 @@ fn on_redis(url: &str) -> Settings {
         sessions: json!({"store": "redis", "redis": {"url": url, "command_timeout_ms": 500}}),
         ..Settings::default()
     }
+}
+
+/// The Redis key of the session with cookie ID `id` (a keyed hash of it).
+fn store_key(app: &TestApp, id: &str) -> String {
+    app.sessions().hasher().store_key(&parse_id(id)).to_string()
 }
 
 /// Logs `email` in through `app`'s form; the new session's cookie ID.
