@@ -31,6 +31,10 @@ async fn log_in(app: &TestApp, email: &str) -> String {
         .log_in(&app.browser(), email, "correct horse battery", false)
         .await;
     assert_eq!(response.status_code(), 303, "login of {email}");
+    // The login's audit events are written in the background; a user created while
+    // they are (the next one, in these tests) would find SQLite locked, as its
+    // read-then-write transaction cannot wait for another writer.
+    app.flush_audit().await;
     session_id_set(&response, "session").expect("a session cookie")
 }
 
