@@ -53,7 +53,12 @@ async fn click_until(app: &TestApp, ids: &[String], done: &AtomicBool) -> Vec<Ve
 
 /// Waits until every session in `ids` is served again, at most `limit` from `since`;
 /// fails as soon as one is answered as logged out.
-async fn served_again_without_logout(app: &TestApp, ids: &[String], since: Instant, limit: Duration) {
+async fn served_again_without_logout(
+    app: &TestApp,
+    ids: &[String],
+    since: Instant,
+    limit: Duration,
+) {
     for id in ids {
         loop {
             let (status, body) = session_status(app, id).await;
@@ -86,23 +91,51 @@ async fn a_session_in_a_slot_being_migrated_is_followed_with_asking_then_moved()
     // What `redis-cli --cluster reshard` does to a slot, stopped halfway: the key has
     // moved, the slot has not. Its old owner answers -ASK; the new one serves the key
     // only to a client that sent ASKING first (else it answers -MOVED back).
-    for (node, state, peer) in [(target, "IMPORTING", &source_id), (source, "MIGRATING", &target_id)] {
-        assert_eq!(node.cli(&["CLUSTER", "SETSLOT", &slot, state, peer]).as_deref(), Some("OK"));
+    for (node, state, peer) in [
+        (target, "IMPORTING", &source_id),
+        (source, "MIGRATING", &target_id),
+    ] {
+        assert_eq!(
+            node.cli(&["CLUSTER", "SETSLOT", &slot, state, peer])
+                .as_deref(),
+            Some("OK")
+        );
     }
-    let migrated = source.cli(&["MIGRATE", "127.0.0.1", &target.port.to_string(), &key, "0", "5000"]);
+    let migrated = source.cli(&[
+        "MIGRATE",
+        "127.0.0.1",
+        &target.port.to_string(),
+        &key,
+        "0",
+        "5000",
+    ]);
     assert_eq!(migrated.as_deref(), Some("OK"));
     for _ in 0..3 {
         let (status, body) = session_status(&app, &ids[0]).await;
-        assert!(status == 200 && authenticated(&body), "during migration: {status} {body}");
+        assert!(
+            status == 200 && authenticated(&body),
+            "during migration: {status} {body}"
+        );
     }
 
     // The slot is handed over: the old owner answers -MOVED, the app follows it.
     for node in &cluster.masters {
-        assert_eq!(node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]).as_deref(), Some("OK"));
+        assert_eq!(
+            node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &target_id])
+                .as_deref(),
+            Some("OK")
+        );
     }
     let (status, body) = session_status(&app, &ids[0]).await;
-    assert!(status == 200 && authenticated(&body), "after migration: {status} {body}");
-    assert_eq!(cluster.owner_of(&key), Some(to), "the session stayed where it moved");
+    assert!(
+        status == 200 && authenticated(&body),
+        "after migration: {status} {body}"
+    );
+    assert_eq!(
+        cluster.owner_of(&key),
+        Some(to),
+        "the session stayed where it moved"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,11 +166,23 @@ async fn sixty_users_clicking_through_a_live_reshard_of_3000_slots_see_only_page
     };
     let (resharded, statuses) = tokio::join!(watch, click_until(&app, &ids, &done));
     let took = started.elapsed();
-    assert!(resharded, "redis-cli --cluster reshard failed or took over 120 s");
-    assert_eq!(cluster.slot_count(1), slots_before + 3000, "3,000 slots moved");
+    assert!(
+        resharded,
+        "redis-cli --cluster reshard failed or took over 120 s"
+    );
+    assert_eq!(
+        cluster.slot_count(1),
+        slots_before + 3000,
+        "3,000 slots moved"
+    );
 
     let views: usize = statuses.iter().map(Vec::len).sum();
-    let other: Vec<u16> = statuses.iter().flatten().copied().filter(|&s| s != 200).collect();
+    let other: Vec<u16> = statuses
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|&s| s != 200)
+        .collect();
     let moved = keys
         .iter()
         .zip(&owners_before)
@@ -149,7 +194,10 @@ async fn sixty_users_clicking_through_a_live_reshard_of_3000_slots_see_only_page
     );
     assert!(other.is_empty(), "not a page: {other:?}");
     assert!(statuses.iter().all(|s| !s.is_empty()), "every user clicked");
-    assert!(moved > 0, "no session was on a moved slot: the test proved nothing");
+    assert!(
+        moved > 0,
+        "no session was on a moved slot: the test proved nothing"
+    );
     // And they were all served from their new master afterwards.
     served_again_without_logout(&app, &ids, Instant::now(), Duration::from_secs(5)).await;
 }
@@ -171,7 +219,10 @@ async fn a_master_killed_fails_over_to_its_replica_and_nobody_is_logged_out() {
     cluster.masters[victim].kill();
     let killed = Instant::now();
     served_again_without_logout(&app, &ids, killed, Duration::from_secs(15)).await;
-    eprintln!("failover: every session served again {:.1?} after the kill", killed.elapsed());
+    eprintln!(
+        "failover: every session served again {:.1?} after the kill",
+        killed.elapsed()
+    );
 
     // The old master comes back as a replica: the app's pool to it was shut down when
     // it left the slot map, so nothing of the app reconnects to it.
@@ -203,7 +254,11 @@ async fn with_no_cluster_node_answering_every_request_answers_at_once() {
                 .expect("a free port")
         })
         .collect();
-    let url = RedisCluster::url_of("redis-cluster", "127.0.0.1", &[silent.port, refused[0], refused[1]]);
+    let url = RedisCluster::url_of(
+        "redis-cluster",
+        "127.0.0.1",
+        &[silent.port, refused[0], refused[1]],
+    );
     let app = TestApp::with(on_redis(&url)).await;
     let before = silent.accepted();
 
@@ -216,7 +271,10 @@ async fn with_no_cluster_node_answering_every_request_answers_at_once() {
                 let browser = app.browser();
                 let response = if n < 12 {
                     let id = tower_sessions::session::Id::default();
-                    browser.get("/dashboard").add_header("cookie", format!("session={id}")).await
+                    browser
+                        .get("/dashboard")
+                        .add_header("cookie", format!("session={id}"))
+                        .await
                 } else {
                     browser.get("/login").await
                 };
@@ -227,14 +285,20 @@ async fn with_no_cluster_node_answering_every_request_answers_at_once() {
         for (n, status, took) in answers {
             let expected = if n < 12 { 503 } else { 200 };
             assert_eq!(status, expected, "wave {wave}, request {n}");
-            assert!(took < Duration::from_secs(3), "wave {wave}, request {n} answered after {took:?}");
+            assert!(
+                took < Duration::from_secs(3),
+                "wave {wave}, request {n} answered after {took:?}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
     // One refresh per wave shared by its requests (at most one more in the background),
     // not a connection per request (32).
     let probes = silent.accepted() - before;
-    assert!(probes <= 4, "{probes} connections to the silent node for 32 requests");
+    assert!(
+        probes <= 4,
+        "{probes} connections to the silent node for 32 requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,7 +319,10 @@ async fn connections_return_to_the_pool_sizes_after_an_outage_under_traffic() {
             .collect()
     };
     let before = counts(&cluster);
-    assert!(before.iter().all(|&n| n == pool_size), "one pool per master: {before:?}");
+    assert!(
+        before.iter().all(|&n| n == pool_size),
+        "one pool per master: {before:?}"
+    );
 
     let done = AtomicBool::new(false);
     let outage = async {
@@ -274,14 +341,20 @@ async fn connections_return_to_the_pool_sizes_after_an_outage_under_traffic() {
     let ((), statuses) = tokio::join!(outage, click_until(&app, &ids, &done));
     let refused = statuses.iter().flatten().filter(|&&s| s == 503).count();
     assert!(refused > 0, "the outage was never seen");
-    assert!(statuses.iter().flatten().all(|&s| s == 200 || s == 503), "{statuses:?}");
+    assert!(
+        statuses.iter().flatten().all(|&s| s == 200 || s == 503),
+        "{statuses:?}"
+    );
 
     // Retired pools and one-off probes may still be closing: give them a command timeout.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = counts(&cluster);
     eprintln!("outage: connections per master before {before:?}, after {after:?}, {refused} page views answered 503");
     for (b, a) in before.iter().zip(&after) {
-        assert!(b.abs_diff(*a) <= pool_size, "before {before:?}, after {after:?}");
+        assert!(
+            b.abs_diff(*a) <= pool_size,
+            "before {before:?}, after {after:?}"
+        );
     }
 }
 
@@ -303,6 +376,9 @@ async fn a_tls_cluster_is_verified_against_the_name_in_the_url() {
         .map(|id| cluster.owner_of(&store_key(&app, id)).expect("an owner"))
         .collect();
     for master in 0..cluster.masters.len() {
-        assert!(owners.contains(&master), "no session on master {master}: {owners:?}");
+        assert!(
+            owners.contains(&master),
+            "no session on master {master}: {owners:?}"
+        );
     }
 }

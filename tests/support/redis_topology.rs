@@ -62,18 +62,50 @@ impl ClusterTls {
             assert!(status.success(), "openssl {args:?} failed");
         };
         run(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=Tessera test CA", "-keyout", "ca.key", "-out", "ca.crt",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Tessera test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
         ]);
         run(&[
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
-            "node.key", "-out", "node.csr",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "node.key",
+            "-out",
+            "node.csr",
         ]);
         std::fs::write(dir.path().join("san.ext"), "subjectAltName=DNS:localhost\n")
             .expect("san.ext");
         run(&[
-            "x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "node.crt",
+            "x509",
+            "-req",
+            "-in",
+            "node.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "node.crt",
         ]);
         Self { dir }
     }
@@ -226,7 +258,8 @@ impl RedisCluster {
 
     /// The cluster's node ID of `node`.
     pub fn node_id(node: &RedisServer) -> String {
-        node.cli(&["CLUSTER", "MYID"]).expect("CLUSTER MYID answers")
+        node.cli(&["CLUSTER", "MYID"])
+            .expect("CLUSTER MYID answers")
     }
 
     /// Starts `redis-cli --cluster reshard`, moving `slots` slots from master `from` to
@@ -400,7 +433,9 @@ pub struct SilentNode {
 impl SilentNode {
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let port = listener.local_addr().expect("local address").port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));

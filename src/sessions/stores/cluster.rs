@@ -207,9 +207,9 @@ impl SlotRouter {
     ) -> Self {
         let tls_name = template.tls.as_ref().and_then(|_| {
             let seed = seeds.first()?;
-            seed.tls_server_name.clone().or_else(|| {
-                (seed.host.parse::<IpAddr>().is_err()).then(|| seed.host.clone())
-            })
+            seed.tls_server_name
+                .clone()
+                .or_else(|| (seed.host.parse::<IpAddr>().is_err()).then(|| seed.host.clone()))
         });
         Self {
             template,
@@ -343,7 +343,11 @@ impl SlotRouter {
         Ok(map
             .nodes
             .iter()
-            .filter(|node| map.owners.iter().any(|&i| map.nodes.get(usize::from(i)) == Some(node)))
+            .filter(|node| {
+                map.owners
+                    .iter()
+                    .any(|&i| map.nodes.get(usize::from(i)) == Some(node))
+            })
             .filter_map(|node| map.pools.get(node).cloned())
             .collect())
     }
@@ -383,14 +387,17 @@ impl SlotRouter {
             let result = if asking {
                 let pipeline = client.pipeline();
                 let _: () = pipeline
-                    .custom(CustomCommand::new_static("ASKING", ClusterHash::Random, false), Vec::<Value>::new())
+                    .custom(
+                        CustomCommand::new_static("ASKING", ClusterHash::Random, false),
+                        Vec::<Value>::new(),
+                    )
                     .await?;
-                let _: () = pipeline.custom(command.custom(), command.args.clone()).await?;
-                pipeline
-                    .try_all::<Value>()
-                    .await
-                    .pop()
-                    .unwrap_or_else(|| Err(Error::new(ErrorKind::Protocol, "empty pipeline answer")))
+                let _: () = pipeline
+                    .custom(command.custom(), command.args.clone())
+                    .await?;
+                pipeline.try_all::<Value>().await.pop().unwrap_or_else(|| {
+                    Err(Error::new(ErrorKind::Protocol, "empty pipeline answer"))
+                })
             } else {
                 client.custom(command.custom(), command.args.clone()).await
             };
@@ -447,8 +454,7 @@ impl SlotRouter {
         let seen = self.refreshes.load(Ordering::Acquire);
         let mut last = self.refresh_gate.lock().await;
         if let Some((at, outcome)) = &*last {
-            if self.refreshes.load(Ordering::Acquire) != seen
-                || at.elapsed() < MIN_REFRESH_INTERVAL
+            if self.refreshes.load(Ordering::Acquire) != seen || at.elapsed() < MIN_REFRESH_INTERVAL
             {
                 return outcome.clone();
             }
@@ -488,7 +494,11 @@ impl SlotRouter {
             return Ok(found);
         }
         let (sender, mut answers) = tokio::sync::mpsc::channel(self.seeds.len().max(1));
-        for seed in self.seeds.iter().filter(|seed| !known.pools.contains_key(*seed)) {
+        for seed in self
+            .seeds
+            .iter()
+            .filter(|seed| !known.pools.contains_key(*seed))
+        {
             let probe = self.probe(seed.clone());
             let sender = sender.clone();
             // Spawned, so that the one-off connection is closed even when another seed
@@ -500,7 +510,9 @@ impl SlotRouter {
         }
         drop(sender);
         while let Some((server, answer)) = answers.recv().await {
-            match answer.and_then(|slots| ClusterRouting::from_cluster_slots(slots, server.host.clone())) {
+            match answer
+                .and_then(|slots| ClusterRouting::from_cluster_slots(slots, server.host.clone()))
+            {
                 Ok(routing) => return Ok((routing, server)),
                 Err(error) => failure = error,
             }
@@ -597,7 +609,9 @@ where
     let mut pending: futures::stream::FuturesUnordered<F> = asks.into_iter().collect();
     use futures::StreamExt;
     while let Some((server, answer)) = pending.next().await {
-        match answer.and_then(|slots| ClusterRouting::from_cluster_slots(slots, server.host.clone())) {
+        match answer
+            .and_then(|slots| ClusterRouting::from_cluster_slots(slots, server.host.clone()))
+        {
             Ok(routing) => return Some((routing, server)),
             Err(error) => *failure = error,
         }
@@ -622,22 +636,42 @@ mod tests {
             Reply::Moved(3999, Server::new("10.0.0.2", 7001))
         );
         let ask = Error::new(ErrorKind::Cluster, "ASK 3999 10.0.0.2:7001");
-        assert_eq!(Reply::of(&ask, &from), Reply::Ask(Server::new("10.0.0.2", 7001)));
+        assert_eq!(
+            Reply::of(&ask, &from),
+            Reply::Ask(Server::new("10.0.0.2", 7001))
+        );
         // Redis leaves the host out when it does not know it: the same host.
         let hostless = Error::new(ErrorKind::Cluster, "MOVED 1 :7002");
         assert_eq!(Reply::of(&hostless, &from), Reply::Moved(1, node(7002)));
         let ipv6 = Error::new(ErrorKind::Cluster, "ASK 1 ::1:7003");
-        assert_eq!(Reply::of(&ipv6, &from), Reply::Ask(Server::new("::1", 7003)));
+        assert_eq!(
+            Reply::of(&ipv6, &from),
+            Reply::Ask(Server::new("::1", 7003))
+        );
     }
 
     #[test]
     fn busy_clusters_are_asked_again_and_other_errors_are_answers() {
         let from = node(7000);
-        for later in ["TRYAGAIN Multiple keys request during rehashing of slot", "CLUSTERDOWN The cluster is down"] {
-            assert_eq!(Reply::of(&Error::new(ErrorKind::Unknown, later), &from), Reply::Later);
+        for later in [
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+        ] {
+            assert_eq!(
+                Reply::of(&Error::new(ErrorKind::Unknown, later), &from),
+                Reply::Later
+            );
         }
-        for last in ["MOVED nonsense", "ASK 1", "WRONGTYPE Operation", "ERR unknown command"] {
-            assert_eq!(Reply::of(&Error::new(ErrorKind::Unknown, last), &from), Reply::Final);
+        for last in [
+            "MOVED nonsense",
+            "ASK 1",
+            "WRONGTYPE Operation",
+            "ERR unknown command",
+        ] {
+            assert_eq!(
+                Reply::of(&Error::new(ErrorKind::Unknown, last), &from),
+                Reply::Final
+            );
         }
     }
 }
