@@ -282,6 +282,8 @@ async fn with_no_cluster_node_answering_every_request_answers_at_once() {
             }
         }))
         .await;
+        let slowest = answers.iter().map(|(_, _, took)| *took).max();
+        eprintln!("unreachable: wave {wave}, slowest of 16 answers {slowest:.1?}");
         for (n, status, took) in answers {
             let expected = if n < 12 { 503 } else { 200 };
             assert_eq!(status, expected, "wave {wave}, request {n}");
@@ -295,6 +297,7 @@ async fn with_no_cluster_node_answering_every_request_answers_at_once() {
     // One refresh per wave shared by its requests (at most one more in the background),
     // not a connection per request (32).
     let probes = silent.accepted() - before;
+    eprintln!("unreachable: {probes} connections to the silent node for 32 requests");
     assert!(
         probes <= 4,
         "{probes} connections to the silent node for 32 requests"
