@@ -242,9 +242,12 @@ impl RedisSessionStore {
             .ok()?;
         let probe = async {
             client.init().await.ok()?;
-            let info: String = client.info(Some(InfoKind::Cluster)).await.ok()?;
+            let info = client.info::<String>(Some(InfoKind::Cluster)).await;
+            // Closed whatever the answer: a connection left open would live as long as
+            // the process.
             let _ = client.quit().await;
-            info.lines()
+            info.ok()?
+                .lines()
                 .find_map(|line| line.trim().strip_prefix("cluster_enabled:"))
                 .map(|flag| flag == "1")
         };
