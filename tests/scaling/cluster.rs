@@ -4,15 +4,8 @@ use std::time::{Duration, Instant};
 
 use serial_test::serial;
 
-use super::{all_served_again, authenticated, log_in, on_redis, session_status};
-use crate::support::{
-    parse_id, redis::RedisServer, redis_topology::RedisCluster, Settings, TestApp,
-};
-
-/// The Redis key of the session with cookie ID `id` (a keyed hash of it).
-fn store_key(app: &TestApp, id: &str) -> String {
-    app.sessions().hasher().store_key(&parse_id(id)).to_string()
-}
+use super::{all_served_again, authenticated, log_in, on_redis, session_status, store_key};
+use crate::support::{redis::RedisServer, redis_topology::RedisCluster, Settings, TestApp};
 
 #[tokio::test(flavor = "multi_thread")]
 #[serial(redis_topology)]

@@ -3,13 +3,14 @@
 //! each starts up to four Redis processes and takes a few seconds of failover.
 
 mod cluster;
+mod cluster_routing;
 mod sentinel;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{session_id_set, Settings, TestApp};
+use crate::support::{parse_id, session_id_set, Settings, TestApp};
 
 /// Test settings with sessions in Redis at `url`, giving up on a command after 500 ms.
 fn on_redis(url: &str) -> Settings {
@@ -19,12 +20,21 @@ fn on_redis(url: &str) -> Settings {
     }
 }
 
+/// The Redis key of the session with cookie ID `id` (a keyed hash of it).
+fn store_key(app: &TestApp, id: &str) -> String {
+    app.sessions().hasher().store_key(&parse_id(id)).to_string()
+}
+
 /// Logs `email` in through `app`'s form; the new session's cookie ID.
 async fn log_in(app: &TestApp, email: &str) -> String {
     let response = app
         .log_in(&app.browser(), email, "correct horse battery", false)
         .await;
     assert_eq!(response.status_code(), 303, "login of {email}");
+    // The login's audit events are written in the background; a user created while
+    // they are (the next one, in these tests) would find SQLite locked, as its
+    // read-then-write transaction cannot wait for another writer.
+    app.flush_audit().await;
     session_id_set(&response, "session").expect("a session cookie")
 }
 

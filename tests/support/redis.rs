@@ -129,6 +129,21 @@ impl RedisServer {
         self.spawn();
     }
 
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The clients connected now, leaving out the redis-cli that asks.
+    pub fn connected_clients(&self) -> Option<u64> {
+        let info = self.cli(&["INFO", "clients"])?;
+        let count: u64 = info
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("connected_clients:"))?
+            .parse()
+            .ok()?;
+        Some(count.saturating_sub(1))
+    }
+
     /// Runs a command with redis-cli; its trimmed output, `None` when it failed.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
         redis_cli(self.port, args)

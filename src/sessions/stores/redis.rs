@@ -18,7 +18,9 @@
 //! (`redis-sentinel://sentinel:26379?sentinelServiceName=mymaster&node=sentinel2:26379`).
 //! Every command Tessera sends names one key, so none crosses cluster slots; listing keys
 //! and measuring memory visit every cluster master. Cluster routing is ours
-//! ([`super::cluster`]), over fred pools to each master.
+//! ([`super::cluster`]), over fred pools to each master; on a cluster the four store
+//! commands go through it (to follow `-MOVED`/`-ASK` during resharding) and write the
+//! released store's format: the record as MessagePack, expiring at its expiry date.
 
 use std::{
     sync::Arc,
@@ -37,7 +39,7 @@ use tower_sessions::{
 };
 use tower_sessions_redis_store::RedisStore;
 
-use super::cluster::{PoolBuilder, SlotRouter};
+use super::cluster::{KeyCommand, PoolBuilder, SlotRouter};
 use crate::sessions::settings::RedisConfig;
 
 /// Reconnect forever, from 100 ms backing off to `redis.reconnect_max_delay_ms` between
@@ -125,7 +127,7 @@ impl RedisSessionStore {
         });
         let connection = match &fred_config.server {
             ServerConfig::Clustered { hosts, .. } => Connection::Cluster(Arc::new(
-                SlotRouter::new(fred_config.clone(), hosts.clone(), build),
+                SlotRouter::new(fred_config.clone(), hosts.clone(), build, timeout),
             )),
             _ => {
                 let pool = build(fred_config.clone())
@@ -162,24 +164,28 @@ impl RedisSessionStore {
         }
     }
 
-    /// Runs a store operation on the owner of `id`; a failure on a cluster has the slot
-    /// map read again, so that a failover is followed by the next requests.
-    async fn on_owner<T, F, Fut>(&self, id: &Id, operation: F) -> session_store::Result<T>
-    where
-        F: FnOnce(RedisStore<Pool>) -> Fut,
-        Fut: std::future::Future<Output = session_store::Result<T>>,
-    {
-        let pool = self
-            .client_for(&id.to_string())
-            .await
-            .map_err(|e| session_store::Error::Backend(e.details().to_string()))?;
-        let result = operation(RedisStore::new(pool)).await;
-        if result.is_err() {
-            if let Connection::Cluster(router) = &self.connection {
-                router.refresh_soon();
-            }
-        }
-        result
+    /// Sets the record (as the released store writes it) on its cluster master under
+    /// `condition` (`NX` or `XX`); false when the condition did not hold.
+    async fn cluster_set(
+        router: &Arc<SlotRouter>,
+        record: &Record,
+        condition: &'static str,
+    ) -> session_store::Result<bool> {
+        let key = record.id.to_string();
+        let value =
+            rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let command = KeyCommand::new(
+            "SET",
+            vec![
+                key.as_str().into(),
+                value.as_slice().into(),
+                "EXAT".into(),
+                record.expiry_date.unix_timestamp().into(),
+                condition.into(),
+            ],
+        );
+        let reply = router.call(&key, &command).await.map_err(backend)?;
+        Ok(!reply.is_null())
     }
 
     #[must_use]
@@ -236,9 +242,12 @@ impl RedisSessionStore {
             .ok()?;
         let probe = async {
             client.init().await.ok()?;
-            let info: String = client.info(Some(InfoKind::Cluster)).await.ok()?;
+            let info = client.info::<String>(Some(InfoKind::Cluster)).await;
+            // Closed whatever the answer: a connection left open would live as long as
+            // the process.
             let _ = client.quit().await;
-            info.lines()
+            info.ok()?
+                .lines()
                 .find_map(|line| line.trim().strip_prefix("cluster_enabled:"))
                 .map(|flag| flag == "1")
         };
@@ -303,29 +312,41 @@ impl RedisSessionStore {
     }
 }
 
+fn backend(error: fred::error::Error) -> session_store::Error {
+    session_store::Error::Backend(error.details().to_string())
+}
+
 #[async_trait]
 impl SessionStore for RedisSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        // On a cluster the ID picks the master; an ID drawn again on a collision (2^-128)
-        // could belong to another one and would fail with MOVED, never land wrongly.
-        let id = record.id;
-        self.on_owner(&id, |store| async move { store.create(record).await })
-            .await
+        match &self.connection {
+            Connection::Pool(pool) => RedisStore::new(pool.clone()).create(record).await,
+            // An ID drawn again on a collision (2^-128) belongs to its own slot.
+            Connection::Cluster(router) => loop {
+                if Self::cluster_set(router, record, "NX").await? {
+                    return Ok(());
+                }
+                record.id = Id::default();
+            },
+        }
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let saved = self
-            .on_owner(&record.id, |store| async move { store.save(record).await })
-            .await;
-        match saved {
+        let pool = match &self.connection {
+            Connection::Pool(pool) => pool,
+            Connection::Cluster(router) => {
+                if !Self::cluster_set(router, record, "XX").await? {
+                    tracing::debug!(
+                        "session ended while the request ran; the late save is dropped"
+                    );
+                }
+                return Ok(());
+            }
+        };
+        match RedisStore::new(pool.clone()).save(record).await {
             Ok(()) => Ok(()),
             Err(error) => {
-                let key = record.id.to_string();
-                let gone = match self.client_for(&key).await {
-                    Ok(pool) => pool.exists::<u64, _>(key).await,
-                    Err(e) => Err(e),
-                };
-                if let Ok(0) = gone {
+                if let Ok(0) = pool.exists::<u64, _>(record.id.to_string()).await {
                     tracing::debug!(
                         "session ended while the request ran; the late save is dropped"
                     );
@@ -338,18 +359,31 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
-        self.on_owner(
-            session_id,
-            |store| async move { store.load(session_id).await },
-        )
-        .await
+        match &self.connection {
+            Connection::Pool(pool) => RedisStore::new(pool.clone()).load(session_id).await,
+            Connection::Cluster(router) => {
+                let key = session_id.to_string();
+                let command = KeyCommand::new("GET", vec![key.as_str().into()]);
+                let reply = router.call(&key, &command).await.map_err(backend)?;
+                match reply.as_bytes() {
+                    None => Ok(None),
+                    Some(bytes) => rmp_serde::from_slice(bytes)
+                        .map(Some)
+                        .map_err(|e| session_store::Error::Decode(e.to_string())),
+                }
+            }
+        }
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
-        self.on_owner(
-            session_id,
-            |store| async move { store.delete(session_id).await },
-        )
-        .await
+        match &self.connection {
+            Connection::Pool(pool) => RedisStore::new(pool.clone()).delete(session_id).await,
+            Connection::Cluster(router) => {
+                let key = session_id.to_string();
+                let command = KeyCommand::new("DEL", vec![key.as_str().into()]);
+                router.call(&key, &command).await.map_err(backend)?;
+                Ok(())
+            }
+        }
     }
 }
