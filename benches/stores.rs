@@ -88,10 +88,7 @@ impl Drop for RedisProcess {
 fn wrapped(backend: Backend) -> HashedIds<Encrypted<Backend>> {
     let secret = SessionSecret::new(b"benchmark-secret-0123456789abcdef0123".to_vec());
     let keys = EncryptionKeys::derive(secret.expose());
-    HashedIds::new(
-        Encrypted::new(backend, Some(keys), None),
-        IdHasher::new(&secret),
-    )
+    HashedIds::new(Encrypted::new(backend, Some(keys)), IdHasher::new(&secret))
 }
 
 fn bench_store<S: SessionStore + Clone>(c: &mut Criterion, rt: &Runtime, name: &str, store: &S) {

@@ -48,6 +48,12 @@ impl SessionData {
     pub const KEY: &'static str = "tessera";
 }
 
+/// A record entry beside [`SessionData::KEY`] that `sessions_migrate` adds to every record
+/// it copies. The copy was made without the registry's latest word (the session may have
+/// ended in the old store since), so the first request that reads it asks the registry
+/// whether the session is still live, then drops the mark.
+pub const MIGRATED: &str = "migrated";
+
 /// Who is on the other end of a request, as far as a session records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientInfo {

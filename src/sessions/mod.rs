@@ -81,7 +81,7 @@ impl Sessions {
         let hasher = IdHasher::new(&config.secret);
         let throttle = LoginThrottle::new(backend.clone(), hasher.clone(), config.throttle.clone());
         let audit = AuditLog::start(db.clone());
-        let sealed = Encrypted::new(backend, config.encryption.clone(), Some(audit.clone()));
+        let sealed = Encrypted::new(backend, config.encryption.clone());
         let limited = SizeLimited::new(HashedIds::new(sealed, hasher), config.max_record_bytes);
         Ok(Self {
             config,

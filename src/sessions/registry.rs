@@ -242,6 +242,34 @@ impl SessionRegistry {
         Ok(row)
     }
 
+    /// Whether `session_ref` names a session the registry knows and has not ended.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn is_live(&self, session_ref: &SessionRef) -> Result<bool, DbErr> {
+        Ok(user_sessions::Entity::find()
+            .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+            .count(&self.db)
+            .await?
+            > 0)
+    }
+
+    /// Whether the registry holds `session_ref` as ended (rows of ended sessions are kept
+    /// for a day after the end).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn is_ended(&self, session_ref: &SessionRef) -> Result<bool, DbErr> {
+        Ok(user_sessions::Entity::find()
+            .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
+            .filter(user_sessions::Column::EndedAt.is_not_null())
+            .count(&self.db)
+            .await?
+            > 0)
+    }
+
     /// A user's live sessions, most recently used first.
     ///
     /// # Errors
@@ -327,8 +355,12 @@ impl SessionRegistry {
             let vanished = match store_key_of(&row) {
                 _ if row.expires_at <= now => true,
                 None => true,
-                // A store that does not answer proves nothing: keep the row.
-                Some(key) => matches!(store.load(&key).await, Ok(None)),
+                // A store that does not answer proves nothing: keep the row. A record it
+                // cannot read is no session.
+                Some(key) => matches!(
+                    store.load(&key).await,
+                    Ok(None) | Err(tower_sessions::session_store::Error::Decode(_))
+                ),
             };
             if vanished {
                 gone.push(row.id);

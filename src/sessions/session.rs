@@ -11,7 +11,7 @@ use tower_sessions::{Expiry, Session};
 use super::{
     audit::{AuditEvent, EventKind},
     csrf,
-    data::{ClientInfo, SessionData},
+    data::{ClientInfo, SessionData, MIGRATED},
     error::SessionError,
     layer::ServedToUser,
     policy::{UnixTime, Verdict},
@@ -95,20 +95,32 @@ impl AppSession {
         client: &ClientInfo,
         activity: Activity,
     ) -> Result<Self, SessionError> {
-        let stored = match session.get::<SessionData>(SessionData::KEY).await {
-            Ok(data) => data,
-            // A record we cannot decode is no session, never an error page.
-            Err(tower_sessions::session::Error::SerdeJson(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
+        use tower_sessions::{session::Error, session_store::Error as StoreError};
+        let read = session.get::<SessionData>(SessionData::KEY).await;
         let mut this = Self {
             session,
             sessions,
             data: None,
         };
+        let stored = match read {
+            Ok(data) => data,
+            // A record that cannot be decoded or opened is no session, never an error page.
+            Err(Error::SerdeJson(e)) => {
+                this.discard_unreadable(&e.to_string()).await?;
+                return Ok(this);
+            }
+            Err(Error::Store(StoreError::Decode(reason))) => {
+                this.discard_unreadable(&reason).await?;
+                return Ok(this);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(mut data) = stored else {
             return Ok(this);
         };
+        if !this.confirm_migrated(&data).await? {
+            return Ok(this);
+        }
         if !data.fingerprint.is_empty() && data.fingerprint != this.sessions.fingerprint(client) {
             // The ID is being used from another browser than the one that logged in: a
             // stolen cookie, most likely. End the session for both.
@@ -454,6 +466,55 @@ impl AppSession {
                 tracing::warn!(%error, session = %session_ref, "registry end failed");
             }
         }
+    }
+
+    /// Removes a record that cannot be read (garbage, truncated, sealed with an unknown
+    /// key, another format) and audits it; the request goes on as anonymous. The cookie's
+    /// ID is not reused: a session started on this request gets a fresh one.
+    async fn discard_unreadable(&mut self, reason: &str) -> Result<(), SessionError> {
+        let session_ref = self.session_ref();
+        tracing::warn!(session = ?session_ref, %reason, "unreadable session record removed; treated as no session");
+        // `clear` gives the session an empty record without loading the bad one, so
+        // `cycle_id` can delete the stored record and draw a new ID.
+        self.session.clear().await;
+        self.session.cycle_id().await?;
+        self.sessions.audit().record(
+            AuditEvent::new(EventKind::StoreError)
+                .session(session_ref)
+                .reason(format!("unreadable record removed: {reason}")),
+        );
+        self.data = None;
+        Ok(())
+    }
+
+    /// For a record copied by `sessions_migrate`: whether its session is still live in the
+    /// registry. The copy may have been made before the session ended in the old store
+    /// (logout, revocation, rotation), and an ended session must stay ended: such a record
+    /// is deleted here. A live one loses the mark, so the registry is asked once.
+    async fn confirm_migrated(&mut self, data: &SessionData) -> Result<bool, SessionError> {
+        let marked = self
+            .session
+            .get::<serde_json::Value>(MIGRATED)
+            .await?
+            .is_some();
+        if !marked {
+            return Ok(true);
+        }
+        let live = match (data.user_id, self.session_ref()) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(session_ref)) => self.sessions.registry().is_live(&session_ref).await?,
+        };
+        if live {
+            self.session.remove::<serde_json::Value>(MIGRATED).await?;
+            // Saving needs the record's expiry set again (see `write`).
+            self.write(data).await?;
+        } else {
+            tracing::info!(session = ?self.session_ref(), "a migrated copy of an ended session was removed");
+            self.session.flush().await?;
+            self.data = None;
+        }
+        Ok(live)
     }
 
     async fn end(&mut self, kind: EventKind, reason: EndReason) -> Result<(), SessionError> {

@@ -79,6 +79,11 @@ pub struct SessionSettings {
     /// encrypts, all decrypt. Unset: one key derived from the secret.
     #[serde(default)]
     pub encryption_keys: Option<String>,
+    /// `SESSION_ENCRYPTION_KEEP_DERIVED_KEY`: with `encryption_keys` set, the key derived
+    /// from the secret still opens records (it never seals), so moving from the derived key
+    /// to a key list logs nobody out. Turn it off once the absolute lifetime has passed.
+    #[serde(default = "default_true")]
+    pub encryption_keep_derived_key: bool,
     /// Bind a logged-in session to the browser's user agent, and optionally its network.
     #[serde(default)]
     pub fingerprint: FingerprintSettings,
@@ -206,6 +211,10 @@ const fn default_idle_timeout() -> u64 {
 const fn default_absolute_lifetime() -> u64 {
     7 * 24 * 3600
 }
+const fn default_true() -> bool {
+    true
+}
+
 const fn default_max_per_user() -> usize {
     10
 }
@@ -387,8 +396,15 @@ impl SessionConfig {
                     .map(str::trim)
                     .filter(|k| !k.is_empty())
                 {
-                    Some(list) => EncryptionKeys::parse(list)
-                        .map_err(|reason| SettingsError::new("encryption_keys", reason))?,
+                    Some(list) => {
+                        let keys = EncryptionKeys::parse(list)
+                            .map_err(|reason| SettingsError::new("encryption_keys", reason))?;
+                        if settings.encryption_keep_derived_key {
+                            keys.also_opening_with(&EncryptionKeys::derive(&secret_bytes))
+                        } else {
+                            keys
+                        }
+                    }
                     None => EncryptionKeys::derive(&secret_bytes),
                 },
             )

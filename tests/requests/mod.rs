@@ -12,3 +12,4 @@ mod production;
 mod redis;
 mod registry;
 mod secrecy;
+mod unreadable;

@@ -150,15 +150,19 @@ impl SessionStore for DatabaseStore {
             .one(&self.db)
             .await
             .map_err(backend)?;
-        Ok(
-            row.and_then(|row| match serde_json::from_str::<Record>(&row.record) {
-                Ok(record) if record.id == *session_id => Some(record),
-                _ => {
-                    tracing::warn!("unreadable session row treated as no session");
-                    None
-                }
-            }),
-        )
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        match serde_json::from_str::<Record>(&row.record) {
+            Ok(record) if record.id == *session_id => Ok(Some(record)),
+            // Reported, not hidden: the session layer removes and audits it.
+            Ok(_) => Err(session_store::Error::Decode(format!(
+                "database store: row {session_id} holds another session's record"
+            ))),
+            Err(error) => Err(session_store::Error::Decode(format!(
+                "database store: row {session_id} is not a session record: {error}"
+            ))),
+        }
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {

@@ -36,8 +36,7 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
-use super::hashed::IdHasher;
-use crate::sessions::audit::{AuditEvent, AuditLog, EventKind};
+use crate::sessions::data::MIGRATED;
 
 /// A record's data, as tower-sessions keeps it.
 type Data = HashMap<String, Value>;
@@ -108,6 +107,18 @@ impl EncryptionKeys {
         Self::from_raw(&[key])
     }
 
+    /// These keys, then `other`'s as opening keys only (the first key still seals); a key
+    /// listed in both is kept once.
+    #[must_use]
+    pub fn also_opening_with(mut self, other: &Self) -> Self {
+        for (id, cipher) in &other.keys {
+            if !self.keys.iter().any(|(known, _)| known == id) {
+                self.keys.push((*id, cipher.clone()));
+            }
+        }
+        self
+    }
+
     fn seal(&self, key_id: &Id, data: &Data) -> Option<String> {
         let plaintext = rmp_serde::to_vec(data).ok()?;
         let (id, cipher) = self.keys.first()?;
@@ -165,17 +176,15 @@ pub struct Encrypted<S> {
     inner: S,
     keys: Option<Arc<EncryptionKeys>>,
     failures: Arc<AtomicU64>,
-    audit: Option<AuditLog>,
 }
 
 impl<S> Encrypted<S> {
-    /// Seals with `keys` (or passes through without), auditing records that do not open.
-    pub fn new(inner: S, keys: Option<EncryptionKeys>, audit: Option<AuditLog>) -> Self {
+    /// Seals with `keys`, or passes records through without.
+    pub fn new(inner: S, keys: Option<EncryptionKeys>) -> Self {
         Self {
             inner,
             keys: keys.map(Arc::new),
             failures: Arc::default(),
-            audit,
         }
     }
 
@@ -203,28 +212,30 @@ impl<S> Encrypted<S> {
         })
     }
 
-    fn opened(&self, record: Record) -> Option<Record> {
+    /// The record with its data opened. A record that does not open is a decode error,
+    /// as tower-sessions reports any record it cannot read: the session layer above
+    /// removes it and audits it as no session.
+    fn opened(&self, record: Record) -> session_store::Result<Record> {
         let Some(keys) = &self.keys else {
-            return Some(record);
+            return Ok(record);
         };
-        let data = record
+        let Some(mut data) = record
             .data
             .get(SEALED)
             .and_then(Value::as_str)
-            .and_then(|sealed| keys.open(&record.id, sealed));
-        if data.is_none() {
+            .and_then(|sealed| keys.open(&record.id, sealed))
+        else {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            let session_ref = IdHasher::ref_of_key(&record.id);
-            tracing::warn!(session = %session_ref, "session record does not decrypt; treated as no session");
-            if let Some(audit) = &self.audit {
-                audit.record(
-                    AuditEvent::new(EventKind::StoreError)
-                        .session(Some(session_ref))
-                        .reason("record does not decrypt"),
-                );
-            }
+            return Err(session_store::Error::Decode(
+                "record does not decrypt".into(),
+            ));
+        };
+        // The migration's mark sits beside the sealed value (the migration copies records
+        // without opening them); it must reach the session layer.
+        if let Some(mark) = record.data.get(MIGRATED) {
+            data.insert(MIGRATED.to_string(), mark.clone());
         }
-        data.map(|data| Record { data, ..record })
+        Ok(Record { data, ..record })
     }
 }
 
@@ -246,11 +257,11 @@ impl<S: SessionStore + Clone> SessionStore for Encrypted<S> {
     }
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
-        Ok(self
-            .inner
+        self.inner
             .load(session_id)
             .await?
-            .and_then(|record| self.opened(record)))
+            .map(|record| self.opened(record))
+            .transpose()
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {

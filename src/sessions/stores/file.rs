@@ -7,8 +7,9 @@
 //!   exists, under an exclusive `flock` of it, re-checked after the lock is taken, and
 //!   `delete` takes the same lock. A late save racing a logout (or two app instances on
 //!   one directory) cannot bring the record back.
-//! - Expiry is checked on every load; expired and unreadable files read as "no session"
-//!   and are left to [`FileStore::sweep_expired`], which never stops at one bad file.
+//! - Expiry is checked on every load: an expired file reads as "no session", an unreadable
+//!   one as a decode error (the session layer removes and audits it); both are also left
+//!   to [`FileStore::sweep_expired`], which never stops at one bad file.
 //! - The directory is 0700 and files are 0600: a record is a bearer credential.
 //! - Blocking file I/O runs on Tokio's blocking pool, never on the async workers.
 //! - No fsync: a crash may lose a session's last write, never expose a partial one.
@@ -206,14 +207,14 @@ impl SessionStore for FileStore {
         let contents = blocking(move || read_record(&path))
             .await
             .map_err(backend)?;
-        Ok(match contents {
-            Contents::Live(record) if record.id == id => Some(record),
-            Contents::Live(_) | Contents::Expired => None,
-            Contents::Unreadable => {
-                tracing::warn!("unreadable session file treated as no session");
-                None
-            }
-        })
+        match contents {
+            Contents::Live(record) if record.id == id => Ok(Some(record)),
+            Contents::Live(_) | Contents::Expired => Ok(None),
+            // Reported, not hidden: the session layer removes and audits it.
+            Contents::Unreadable => Err(session_store::Error::Decode(format!(
+                "file store: session file {id} is not a session record"
+            ))),
+        }
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {

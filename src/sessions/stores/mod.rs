@@ -43,6 +43,39 @@ pub enum Backend {
     Database(DatabaseStore),
 }
 
+/// A store operation beyond loading and saving records that failed, naming the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store named by a setting cannot be opened.
+    #[error("settings.sessions.{setting}: cannot use {input} for the {store} store: {reason}")]
+    Open {
+        store: StoreKind,
+        setting: &'static str,
+        input: String,
+        reason: String,
+    },
+    /// The memory store lives inside one process: nothing outside it can list it.
+    #[error("the memory store cannot be listed from outside its process")]
+    NotListable,
+    /// The store did not do what it was asked.
+    #[error("the {store} store could not {operation}: {reason}")]
+    Failed {
+        store: StoreKind,
+        operation: &'static str,
+        reason: String,
+    },
+}
+
+impl StoreError {
+    fn failed(store: StoreKind, operation: &'static str, reason: String) -> Self {
+        Self::Failed {
+            store,
+            operation,
+            reason,
+        }
+    }
+}
+
 /// What a cleanup of a store removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StoreSweep {
@@ -99,14 +132,16 @@ impl Backend {
     ///
     /// # Errors
     /// When the store cannot be listed (the memory store never can: it lives in one process).
-    pub async fn keys(&self) -> Result<Vec<Id>, String> {
+    pub async fn keys(&self) -> Result<Vec<Id>, StoreError> {
+        let failed = |reason: String| StoreError::failed(self.kind(), "list keys", reason);
         match self {
-            Self::Memory(_) => {
-                Err("the memory store cannot be listed from outside its process".into())
-            }
-            Self::File(store) => store.keys().await.map_err(|e| e.to_string()),
-            Self::Redis(store) => store.keys().await.map_err(|e| e.details().to_string()),
-            Self::Database(store) => store.keys().await.map_err(|e| e.to_string()),
+            Self::Memory(_) => Err(StoreError::NotListable),
+            Self::File(store) => store.keys().await.map_err(|e| failed(e.to_string())),
+            Self::Redis(store) => store
+                .keys()
+                .await
+                .map_err(|e| failed(e.details().to_string())),
+            Self::Database(store) => store.keys().await.map_err(|e| failed(e.to_string())),
         }
     }
 
@@ -119,7 +154,8 @@ impl Backend {
     pub async fn sweep(
         &self,
         progress: impl Fn(u64, u64) + Send + 'static,
-    ) -> Result<StoreSweep, String> {
+    ) -> Result<StoreSweep, StoreError> {
+        let failed = |reason: String| StoreError::failed(self.kind(), "sweep", reason);
         match self {
             Self::Memory(_) | Self::Redis(_) => Ok(StoreSweep::default()),
             Self::File(store) => store
@@ -131,7 +167,7 @@ impl Backend {
                     stale_temp: r.stale_temp,
                     failed: r.failed,
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(|e| failed(e.to_string())),
             Self::Database(store) => store
                 .sweep_expired()
                 .await
@@ -139,7 +175,7 @@ impl Backend {
                     expired,
                     ..StoreSweep::default()
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(|e| failed(e.to_string())),
         }
     }
 
