@@ -6,13 +6,9 @@ use loco_rs::prelude::*;
 use serde::Deserialize;
 
 use crate::{
-    controllers::extract::{CsrfForm, CurrentUser, SessionLayer},
+    controllers::extract::{CsrfForm, CurrentUser},
     errors::AppError,
     models::users::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN},
-    sessions::{
-        audit::{AuditEvent, EventKind},
-        registry::EndReason,
-    },
 };
 
 #[derive(Debug, Deserialize)]
@@ -52,7 +48,6 @@ async fn show(
 async fn change_password(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
-    SessionLayer(sessions): SessionLayer,
     mut current: CurrentUser,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<Response, AppError> {
@@ -84,21 +79,7 @@ async fn change_password(
         .user
         .set_password(&ctx.db, &form.new_password)
         .await?;
-    let keep = current.session.session_ref();
-    let ended = sessions
-        .revoke_user(current.user.id, keep.as_ref(), EndReason::PasswordChanged)
-        .await?;
-    current
-        .session
-        .rotate(EndReason::PasswordChanged.as_str())
-        .await?;
-    sessions.audit().record(
-        AuditEvent::new(EventKind::PasswordChanged)
-            .user(Some(current.user.id))
-            .session(current.session.session_ref())
-            .client(current.session.client())
-            .reason(format!("{ended} other sessions ended")),
-    );
+    let ended = current.session.password_changed().await?;
     let others = match ended {
         0 => String::new(),
         1 => " Your other session was ended.".to_string(),

@@ -39,7 +39,7 @@ async fn show(
     AdminUser(mut admin): AdminUser,
 ) -> Result<Response, AppError> {
     let layout = admin.layout().await?;
-    let per_store = sessions.registry().live_counts_by_store().await?;
+    let per_store = sessions.live_counts_by_store().await?;
     let live_total: u64 = per_store.iter().map(|(_, n)| n).sum();
     let series: [(&str, &str, &[&str]); 4] = [
         ("logins", "Logins", &["login"]),
@@ -95,7 +95,7 @@ async fn show(
             "recent": recent,
             "health": health,
             "usage": usage,
-            "audit": sessions.audit().counts(),
+            "audit": sessions.audit_counts(),
         }),
     )?)
 }
@@ -158,9 +158,7 @@ async fn disable_user(
         ));
     }
     user.set_disabled(&ctx.db, true).await?;
-    let count = sessions
-        .revoke_user(user.id, None, EndReason::UserDisabled)
-        .await?;
+    let count = sessions.end_on_disable(user.id).await?;
     Ok(ended(count))
 }
 

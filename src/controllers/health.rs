@@ -100,7 +100,7 @@ async fn prometheus(
             return Err(AppError::Forbidden);
         }
     }
-    for (store, count) in sessions.registry().live_counts_by_store().await? {
+    for (store, count) in sessions.live_counts_by_store().await? {
         metrics::set_live_sessions(&store, count);
     }
     let body = metrics::handle().map(|h| h.render()).unwrap_or_default();

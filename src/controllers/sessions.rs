@@ -32,7 +32,7 @@ async fn index(
 ) -> Result<Response, AppError> {
     let layout = current.layout().await?;
     let current_ref = current.session.session_ref();
-    let rows = sessions.registry().live_for_user(current.user.id).await?;
+    let rows = sessions.live_sessions_of(current.user.id).await?;
     let list: Vec<_> = rows
         .iter()
         .map(|row| {
@@ -66,13 +66,13 @@ async fn revoke(
         current.session.log_out().await?;
         return Ok(Redirect::to("/login").into_response());
     }
-    let rows = sessions.registry().live_for_user(current.user.id).await?;
     // Only one's own sessions: another user's ref is "not found".
-    let row = rows
-        .iter()
-        .find(|r| r.session_ref == session_ref.as_str())
-        .ok_or(AppError::NotFound)?;
-    sessions.revoke(row, EndReason::RevokedByUser).await?;
+    if !sessions
+        .revoke_own(current.user.id, &session_ref, EndReason::RevokedByUser)
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
     current.session.flash("Session ended.").await?;
     Ok(Redirect::to("/sessions").into_response())
 }

@@ -15,8 +15,9 @@ use tower_sessions::session_store::{self, SessionStore};
 
 use super::{
     data::MIGRATED,
+    keys::StoreKey,
     registry::{PruneReport, SessionRegistry},
-    stores::{hashed::IdHasher, Backend, StoreError, StoreHealth, StoreSweep},
+    stores::{Backend, StoreError, StoreHealth, StoreSweep},
     Sessions,
 };
 use crate::models::_entities::{session_events, user_sessions, users};
@@ -216,7 +217,10 @@ pub async fn migrate(
 ) -> Result<MigrateReport, StoreError> {
     let mut report = MigrateReport::default();
     for key in from.keys().await? {
-        match registry.is_ended(&IdHasher::ref_of_key(&key)).await {
+        match registry
+            .is_ended(&StoreKey::listed(key).session_ref())
+            .await
+        {
             Ok(false) => {}
             Ok(true) => {
                 if to.delete(&key).await.is_ok() {

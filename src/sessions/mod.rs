@@ -21,7 +21,10 @@ pub mod audit;
 pub mod csrf;
 pub mod data;
 pub mod error;
+pub mod events;
+pub mod keys;
 pub mod layer;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod metrics;
 pub mod policy;
@@ -30,16 +33,17 @@ pub mod session;
 pub mod settings;
 pub mod stores;
 pub mod throttle;
+pub mod time;
 
 use std::sync::Arc;
 
 use loco_rs::app::AppContext;
 use sea_orm::DatabaseConnection;
-use tower_sessions::{session::Id, session_store::SessionStore};
+use tower_sessions::session::Id;
 
 use self::{
-    audit::{AuditEvent, AuditLog, EventKind},
-    registry::{store_key_of, EndReason, SessionRegistry},
+    audit::AuditLog,
+    registry::SessionRegistry,
     stores::{
         encrypted::Encrypted,
         hashed::{HashedIds, IdHasher},
@@ -51,11 +55,10 @@ use self::{
 pub use self::{
     data::ClientInfo,
     error::SessionError,
+    keys::SessionRef,
     session::{AppSession, SessionView},
     settings::{SessionConfig, StoreKind},
-    stores::hashed::SessionRef,
 };
-use crate::models::_entities::user_sessions;
 
 /// The store stack every request goes through, outside in: counted, size-limited, keyed
 /// by hashed IDs, sealed (when `encrypt` is on), stored.
@@ -193,75 +196,6 @@ impl Sessions {
     /// Whether the store answers, and how fast.
     pub async fn health(&self) -> StoreHealth {
         self.backend().health().await
-    }
-
-    /// Ends the session of registry row `row` now: its record leaves the store (its next
-    /// request is anonymous), its row is marked ended, and the trail says why.
-    ///
-    /// # Errors
-    /// When the store or the registry fails; the session then still exists.
-    pub async fn revoke(
-        &self,
-        row: &user_sessions::Model,
-        reason: EndReason,
-    ) -> Result<(), SessionError> {
-        if let Some(key) = store_key_of(row) {
-            self.backend().delete(&key).await?;
-        }
-        let session_ref = SessionRef::parse(&row.session_ref);
-        if let Some(session_ref) = &session_ref {
-            self.registry.end(session_ref, reason).await?;
-        }
-        self.audit.record(
-            AuditEvent::new(EventKind::Revoked)
-                .user(Some(row.user_id))
-                .session(session_ref)
-                .reason(reason.as_str()),
-        );
-        Ok(())
-    }
-
-    /// Ends every live session of `user_id` but `keep`; how many ended.
-    ///
-    /// # Errors
-    /// When the store or the registry fails part way; sessions ended so far stay ended.
-    pub async fn revoke_user(
-        &self,
-        user_id: i64,
-        keep: Option<&SessionRef>,
-        reason: EndReason,
-    ) -> Result<usize, SessionError> {
-        let rows = self.registry.live_for_user(user_id).await?;
-        let mut ended = 0;
-        for row in rows
-            .iter()
-            .filter(|r| keep.is_none_or(|k| k.as_str() != r.session_ref))
-        {
-            self.revoke(row, reason).await?;
-            ended += 1;
-        }
-        Ok(ended)
-    }
-
-    /// Ends every live session of every user but `keep`; how many ended.
-    ///
-    /// # Errors
-    /// When the store or the registry fails part way.
-    pub async fn revoke_everyone(
-        &self,
-        keep: Option<&SessionRef>,
-        reason: EndReason,
-    ) -> Result<usize, SessionError> {
-        let rows = self.registry.live().await?;
-        let mut ended = 0;
-        for row in rows
-            .iter()
-            .filter(|r| keep.is_none_or(|k| k.as_str() != r.session_ref))
-        {
-            self.revoke(row, reason).await?;
-            ended += 1;
-        }
-        Ok(ended)
     }
 }
 

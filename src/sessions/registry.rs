@@ -11,55 +11,25 @@ use sea_orm::{
     sea_query::Expr, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
-use tower_sessions::{session::Id, session_store::SessionStore};
+use tower_sessions::session_store::SessionStore;
 
-use super::stores::{hashed::SessionRef, Backend};
+use super::{
+    keys::{SessionRef, StoreKey},
+    stores::Backend,
+};
 use crate::models::_entities::{user_sessions, users};
 
 /// How long rows of ended sessions stay for the record.
 const ENDED_RETENTION_HOURS: i64 = 24;
 
-/// Why a session ended, as the registry and the audit trail write it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    Logout,
-    IdleExpired,
-    AbsoluteExpired,
-    RevokedByUser,
-    RevokedByAdmin,
-    RevokedByLimit,
-    PasswordChanged,
-    UserDisabled,
-    /// Used from another browser than the one that logged in.
-    FingerprintMismatch,
-    /// Found expired or missing from the store by the cleanup.
-    Gone,
-}
-
-impl EndReason {
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::IdleExpired => "idle_expired",
-            Self::AbsoluteExpired => "absolute_expired",
-            Self::RevokedByUser => "revoked_by_user",
-            Self::RevokedByAdmin => "revoked_by_admin",
-            Self::RevokedByLimit => "revoked_by_limit",
-            Self::PasswordChanged => "password_changed",
-            Self::UserDisabled => "user_disabled",
-            Self::FingerprintMismatch => "fingerprint_mismatch",
-            Self::Gone => "gone",
-        }
-    }
-}
+pub use super::events::EndReason;
 
 /// A session as the registry records it at login.
 #[derive(Debug, Clone)]
 pub struct NewEntry {
     pub user_id: i64,
     pub session_ref: SessionRef,
-    pub store_key: Id,
+    pub store_key: StoreKey,
     pub store: &'static str,
     pub expires_at: DateTime<FixedOffset>,
     pub user_agent: String,
@@ -85,9 +55,9 @@ fn now() -> DateTime<FixedOffset> {
     Utc::now().fixed_offset()
 }
 
-/// Parses a stored key back into the store's `Id`.
+/// Parses a row's stored key back into a [`StoreKey`].
 #[must_use]
-pub fn store_key_of(row: &user_sessions::Model) -> Option<Id> {
+pub fn store_key_of(row: &user_sessions::Model) -> Option<StoreKey> {
     row.store_key.parse().ok()
 }
 
@@ -97,10 +67,11 @@ impl SessionRegistry {
         Self { db }
     }
 
-    /// Records a new session and enforces `limit` live sessions per user: the least
-    /// recently used beyond it are marked ended and returned, for the caller to delete
-    /// from the store. Concurrent logins of one user are serialized by a lock on the
-    /// user's row, so the limit holds under a burst of simultaneous logins.
+    /// Records a new session and returns the user's live sessions beyond `limit`, least
+    /// recently used, for the caller to end (record first, then row: see
+    /// [`crate::sessions::lifecycle`]). Concurrent logins of one user are serialized by a
+    /// lock on the user's row, and every login sees the same order, so a burst of
+    /// simultaneous logins ends exactly the oldest sessions beyond the limit.
     ///
     /// # Errors
     /// A database error; nothing is recorded then.
@@ -137,17 +108,9 @@ impl SessionRegistry {
             .order_by_desc(user_sessions::Column::Id)
             .all(&txn)
             .await?;
-        let evicted: Vec<_> = live.into_iter().skip(limit).collect();
-        if !evicted.is_empty() {
-            Self::mark_ended(
-                &txn,
-                evicted.iter().map(|r| r.id).collect(),
-                EndReason::RevokedByLimit,
-            )
-            .await?;
-        }
+        let over_limit: Vec<_> = live.into_iter().skip(limit).collect();
         txn.commit().await?;
-        Ok(evicted)
+        Ok(over_limit)
     }
 
     fn live_query(user_id: i64) -> sea_orm::Select<user_sessions::Entity> {
@@ -205,7 +168,7 @@ impl SessionRegistry {
         &self,
         old: &SessionRef,
         new: &SessionRef,
-        new_key: Id,
+        new_key: StoreKey,
     ) -> Result<(), DbErr> {
         let now = now();
         user_sessions::Entity::update_many()
@@ -358,7 +321,7 @@ impl SessionRegistry {
                 // A store that does not answer proves nothing: keep the row. A record it
                 // cannot read is no session.
                 Some(key) => matches!(
-                    store.load(&key).await,
+                    store.load(key.as_id()).await,
                     Ok(None) | Err(tower_sessions::session_store::Error::Decode(_))
                 ),
             };

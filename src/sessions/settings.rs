@@ -10,7 +10,10 @@ use std::{fmt, path::PathBuf, time::Duration};
 use loco_rs::environment::Environment;
 use serde::Deserialize;
 
-use super::{policy::SessionPolicy, stores::encrypted::EncryptionKeys};
+use super::{
+    policy::{PolicyError, SessionPolicy},
+    stores::encrypted::EncryptionKeys,
+};
 
 /// Shortest accepted `SESSION_SECRET`: the HMAC key for session refs needs 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -242,6 +245,12 @@ pub struct SettingsError {
     pub reason: String,
 }
 
+impl From<PolicyError> for SettingsError {
+    fn from(error: PolicyError) -> Self {
+        Self::new(error.key, error.reason)
+    }
+}
+
 impl SettingsError {
     fn new(key: &str, reason: impl Into<String>) -> Self {
         Self {
@@ -251,27 +260,7 @@ impl SettingsError {
     }
 }
 
-/// The secret that keys session-ID hashes. Its `Debug` never shows the value.
-#[derive(Clone)]
-pub struct SessionSecret(Vec<u8>);
-
-impl SessionSecret {
-    #[must_use]
-    pub const fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes)
-    }
-
-    #[must_use]
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SessionSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionSecret(..)")
-    }
-}
+pub use super::keys::SessionSecret;
 
 /// How the session cookie is written, after the `__Host-` rules were checked.
 #[derive(Debug, Clone)]
@@ -420,7 +409,7 @@ impl SessionConfig {
         Ok(Self {
             store: settings.store,
             dir: settings.dir,
-            secret: SessionSecret(secret.into_bytes()),
+            secret: SessionSecret::new(secret.into_bytes()),
             policy,
             max_per_user: settings.max_per_user,
             max_record_bytes: settings.max_record_bytes,

@@ -6,6 +6,7 @@ mod csrf;
 mod encryption;
 mod expiry;
 mod hardening;
+mod lifecycle;
 mod my_sessions;
 mod platforms;
 mod production;

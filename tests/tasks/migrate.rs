@@ -45,7 +45,7 @@ async fn file_to_redis_keeps_every_session_and_its_expiry() {
                 .store_key(&crate::support::parse_id(id));
             out.push(
                 backend
-                    .load(&key)
+                    .load(key.as_id())
                     .await
                     .expect("load")
                     .expect("record")
@@ -117,7 +117,7 @@ async fn file_to_memory_and_database_keep_every_session() {
             .sessions()
             .hasher()
             .store_key(&crate::support::parse_id(id));
-        assert!(memory.load(&key).await.expect("load").is_some());
+        assert!(memory.load(key.as_id()).await.expect("load").is_some());
     }
     assert!(
         maintenance::migrate(&registry, &memory, &file)
