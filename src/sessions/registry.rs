@@ -13,10 +13,8 @@ use sea_orm::{
 };
 use tower_sessions::session_store::SessionStore;
 
-use super::{
-    keys::{SessionRef, StoreKey},
-    stores::Backend,
-};
+use super::keys::{SessionRef, StoreKey};
+use super::stores::Backend;
 use crate::models::_entities::{user_sessions, users};
 
 /// How long rows of ended sessions stay for the record.

@@ -10,10 +10,8 @@ use std::{fmt, path::PathBuf, time::Duration};
 use loco_rs::environment::Environment;
 use serde::Deserialize;
 
-use super::{
-    policy::{PolicyError, SessionPolicy},
-    stores::encrypted::EncryptionKeys,
-};
+use super::policy::{PolicyError, SessionPolicy};
+use super::stores::encrypted::EncryptionKeys;
 
 /// Shortest accepted `SESSION_SECRET`: the HMAC key for session refs needs 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
