@@ -20,6 +20,8 @@ use tessera::sessions::{
         encrypted::{Encrypted, EncryptionKeys},
         file::FileStore,
         hashed::{HashedIds, IdHasher},
+        memory::MemoryStore,
+        ops::StoreOps,
         redis::RedisSessionStore,
         Backend,
     },
@@ -29,7 +31,6 @@ use tokio::runtime::Runtime;
 use tower_sessions::{
     session::{Id, Record},
     session_store::SessionStore,
-    MemoryStore,
 };
 
 /// A record shaped like a logged-in Tessera session.

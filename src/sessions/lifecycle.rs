@@ -350,7 +350,7 @@ impl Sessions {
         }
         let session_ref = SessionRef::parse(&row.session_ref);
         if let Some(session_ref) = &session_ref {
-            if self.registry().end(session_ref, reason).await?.is_none() {
+            if !self.registry().end(session_ref, reason).await? {
                 // Ended meanwhile by someone else (two logins past the limit at once),
                 // who wrote the trail.
                 return Ok(());

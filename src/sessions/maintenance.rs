@@ -60,7 +60,7 @@ pub enum CleanupError {
 /// When the store cannot be listed or the database fails.
 pub async fn cleanup(
     sessions: &Sessions,
-    progress: impl Fn(u64, u64) + Send + 'static,
+    progress: impl Fn(u64, u64) + Send + Sync + 'static,
 ) -> Result<CleanupReport, CleanupError> {
     let store = sessions.backend().sweep(progress).await?;
     let PruneReport { gone, ended } = sessions.registry().prune(sessions.backend()).await?;

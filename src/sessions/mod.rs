@@ -64,6 +64,15 @@ pub use self::{
 /// by hashed IDs, sealed (when `encrypt` is on), stored.
 pub type SessionStack = Instrumented<SizeLimited<HashedIds<Encrypted<Backend>>>>;
 
+/// Why the session layer cannot start: one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error(transparent)]
+    Store(#[from] stores::StoreError),
+}
+
 /// The session layer of one running app.
 #[derive(Debug)]
 pub struct Sessions {
@@ -79,7 +88,7 @@ impl Sessions {
     ///
     /// # Errors
     /// One line naming the setting that stops the start.
-    pub fn open(config: SessionConfig, db: DatabaseConnection) -> Result<Self, String> {
+    pub fn open(config: SessionConfig, db: DatabaseConnection) -> Result<Self, StartError> {
         let backend = Backend::open(&config, &db)?;
         let hasher = IdHasher::new(&config.secret);
         let throttle = LoginThrottle::new(backend.clone(), hasher.clone(), config.throttle.clone());
@@ -100,13 +109,12 @@ impl Sessions {
     ///
     /// # Errors
     /// One line naming the setting that stops the start.
-    pub fn from_context(ctx: &AppContext) -> Result<Arc<Self>, String> {
+    pub fn from_context(ctx: &AppContext) -> Result<Arc<Self>, StartError> {
         if let Some(sessions) = ctx.shared_store.get::<Arc<Self>>() {
             return Ok(sessions);
         }
         let config =
-            SessionConfig::from_loco_settings(ctx.config.settings.as_ref(), &ctx.environment)
-                .map_err(|e| e.to_string())?;
+            SessionConfig::from_loco_settings(ctx.config.settings.as_ref(), &ctx.environment)?;
         let sessions = Arc::new(Self::open(config, ctx.db.clone())?);
         ctx.shared_store.insert(sessions.clone());
         Ok(sessions)

@@ -8,13 +8,12 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::Expr, ActiveValue, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tower_sessions::session_store::SessionStore;
 
 use super::keys::{SessionRef, StoreKey};
-use super::stores::Backend;
 use crate::models::_entities::{user_sessions, users};
 
 /// How long rows of ended sessions stay for the record.
@@ -118,25 +117,6 @@ impl SessionRegistry {
             .filter(user_sessions::Column::ExpiresAt.gt(now()))
     }
 
-    async fn mark_ended<C: ConnectionTrait>(
-        db: &C,
-        ids: Vec<i64>,
-        reason: EndReason,
-    ) -> Result<(), DbErr> {
-        let now = now();
-        user_sessions::Entity::update_many()
-            .col_expr(user_sessions::Column::EndedAt, Expr::value(now))
-            .col_expr(
-                user_sessions::Column::EndReason,
-                Expr::value(reason.as_str()),
-            )
-            .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
-            .filter(user_sessions::Column::Id.is_in(ids))
-            .exec(db)
-            .await?;
-        Ok(())
-    }
-
     /// Records activity (called at most once per touch interval per session).
     ///
     /// # Errors
@@ -183,24 +163,27 @@ impl SessionRegistry {
         Ok(())
     }
 
-    /// Marks one session ended; its row, if it was live.
+    /// Marks one session ended; whether this call ended it (`false` when it had ended
+    /// already, e.g. two logins past the limit ending the same session at once). One
+    /// conditional UPDATE, so of two concurrent calls exactly one sees `true`.
     ///
     /// # Errors
     /// A database error.
-    pub async fn end(
-        &self,
-        session_ref: &SessionRef,
-        reason: EndReason,
-    ) -> Result<Option<user_sessions::Model>, DbErr> {
-        let row = user_sessions::Entity::find()
+    pub async fn end(&self, session_ref: &SessionRef, reason: EndReason) -> Result<bool, DbErr> {
+        let now = now();
+        let ended = user_sessions::Entity::update_many()
+            .col_expr(user_sessions::Column::EndedAt, Expr::value(now))
+            .col_expr(
+                user_sessions::Column::EndReason,
+                Expr::value(reason.as_str()),
+            )
+            .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
             .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
             .filter(user_sessions::Column::EndedAt.is_null())
-            .one(&self.db)
-            .await?;
-        if let Some(row) = &row {
-            Self::mark_ended(&self.db, vec![row.id], reason).await?;
-        }
-        Ok(row)
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(ended > 0)
     }
 
     /// Whether `session_ref` names a session the registry knows and has not ended.
@@ -304,7 +287,7 @@ impl SessionRegistry {
     ///
     /// # Errors
     /// A database error.
-    pub async fn prune(&self, store: &Backend) -> Result<PruneReport, DbErr> {
+    pub async fn prune<S: SessionStore>(&self, store: &S) -> Result<PruneReport, DbErr> {
         let mut report = PruneReport::default();
         let now = now();
         let open = user_sessions::Entity::find()

@@ -5,7 +5,7 @@
 //! with one line naming the key, e.g.
 //! `settings.sessions.store: unknown variant `disk`, expected one of `memory`, `file`, `redis``.
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use loco_rs::environment::Environment;
 use serde::Deserialize;
@@ -16,37 +16,7 @@ use super::stores::encrypted::EncryptionKeys;
 /// Shortest accepted `SESSION_SECRET`: the HMAC key for session refs needs 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
 
-/// Where session records live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    /// In the process: lost at exit. For tests.
-    Memory,
-    /// One file per session under `dir`: survives restarts. For development.
-    File,
-    /// Redis at `redis.url`, shared by every app instance. For production.
-    Redis,
-    /// A table in the app's SQL database. For deployments without Redis.
-    Database,
-}
-
-impl StoreKind {
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Memory => "memory",
-            Self::File => "file",
-            Self::Redis => "redis",
-            Self::Database => "database",
-        }
-    }
-}
-
-impl fmt::Display for StoreKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use super::stores::ops::StoreKind;
 
 /// `settings.sessions` as written in `config/{env}.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -385,7 +355,7 @@ impl SessionConfig {
                 {
                     Some(list) => {
                         let keys = EncryptionKeys::parse(list)
-                            .map_err(|reason| SettingsError::new("encryption_keys", reason))?;
+                            .map_err(|e| SettingsError::new("encryption_keys", e.to_string()))?;
                         if settings.encryption_keep_derived_key {
                             keys.also_opening_with(&EncryptionKeys::derive(&secret_bytes))
                         } else {

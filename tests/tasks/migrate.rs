@@ -106,7 +106,7 @@ async fn file_to_memory_and_database_keep_every_session() {
     let server = RedisServer::start();
     let (app, ids) = logged_in_file_app(&server, Database::Sqlite).await;
     let file = app.sessions().backend().clone();
-    let memory = Backend::Memory(tower_sessions::MemoryStore::default());
+    let memory = Backend::Memory(tessera::sessions::stores::memory::MemoryStore::default());
     let registry = app.sessions().registry().clone();
     let report = maintenance::migrate(&registry, &file, &memory)
         .await

@@ -49,6 +49,15 @@ const VERSION: u8 = 2;
 const KEY_ID_LEN: usize = 4;
 const NONCE_LEN: usize = 24;
 
+/// An entry of `SESSION_ENCRYPTION_KEYS` that is not a key, counted from 1.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyListError {
+    #[error("key {index} is not base64")]
+    NotBase64 { index: usize },
+    #[error("key {index} is {len} bytes; each key must be 32")]
+    WrongLength { index: usize, len: usize },
+}
+
 /// The keys records are sealed with: the first seals, every one opens.
 #[derive(Clone)]
 pub struct EncryptionKeys {
@@ -79,19 +88,19 @@ impl EncryptionKeys {
     ///
     /// # Errors
     /// Which entry is not 32 bytes of base64.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub fn parse(list: &str) -> Result<Self, KeyListError> {
         let mut raw = Vec::new();
-        for (index, entry) in list.split(',').map(str::trim).enumerate() {
+        for (index, entry) in (1..).zip(list.split(',').map(str::trim)) {
             let bytes = STANDARD
                 .decode(entry)
-                .map_err(|_| format!("key {} is not base64", index + 1))?;
-            let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-                format!(
-                    "key {} is {} bytes; each key must be 32",
-                    index + 1,
-                    b.len()
-                )
-            })?;
+                .map_err(|_| KeyListError::NotBase64 { index })?;
+            let key: [u8; 32] =
+                bytes
+                    .try_into()
+                    .map_err(|b: Vec<u8>| KeyListError::WrongLength {
+                        index,
+                        len: b.len(),
+                    })?;
             raw.push(key);
         }
         Ok(Self::from_raw(&raw))
@@ -344,13 +353,17 @@ mod tests {
     #[test]
     fn bad_key_lists_are_refused_with_the_entry() {
         assert_eq!(
-            EncryptionKeys::parse("not base64!").err().as_deref(),
+            EncryptionKeys::parse("not base64!")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
             Some("key 1 is not base64")
         );
         let short = STANDARD.encode([0u8; 16]);
         assert_eq!(
             EncryptionKeys::parse(&format!("{},{short}", key(1)))
                 .err()
+                .map(|e| e.to_string())
                 .as_deref(),
             Some("key 2 is 16 bytes; each key must be 32")
         );

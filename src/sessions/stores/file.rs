@@ -32,6 +32,8 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
+use super::ops::{Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+
 /// Temporary files older than this were left by a crash mid-write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 const TEMP_SUFFIX: &str = ".tmp";
@@ -88,54 +90,6 @@ impl FileStore {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Checks the directory is still there and writable, for health checks.
-    ///
-    /// # Errors
-    /// When it is not.
-    pub async fn ping(&self) -> io::Result<()> {
-        let dir = self.dir.clone();
-        blocking(move || {
-            let probe = temp_path(&dir, "health");
-            write_private(&probe, b"ok")?;
-            fs::remove_file(&probe)
-        })
-        .await
-    }
-
-    /// Counts the session files and their bytes, for monitoring.
-    ///
-    /// # Errors
-    /// When the directory cannot be listed.
-    pub async fn usage(&self) -> io::Result<(u64, u64)> {
-        let dir = self.dir.clone();
-        blocking(move || {
-            let (mut files, mut bytes) = (0, 0);
-            for entry in fs::read_dir(&*dir)?.flatten() {
-                if record_id(&entry.file_name()).is_some() {
-                    files += 1;
-                    bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
-                }
-            }
-            Ok((files, bytes))
-        })
-        .await
-    }
-
-    /// The keys of every record file (live or not; loading checks).
-    ///
-    /// # Errors
-    /// When the directory cannot be listed.
-    pub async fn keys(&self) -> io::Result<Vec<Id>> {
-        let dir = self.dir.clone();
-        blocking(move || {
-            Ok(fs::read_dir(&*dir)?
-                .flatten()
-                .filter_map(|entry| record_id(&entry.file_name()))
-                .collect())
-        })
-        .await
     }
 
     /// Removes expired and unreadable records and stale temporary files. A file that
@@ -222,6 +176,76 @@ impl SessionStore for FileStore {
         blocking(move || remove_locked(&path, |_| true).map(|_| ()))
             .await
             .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl StoreOps for FileStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::File
+    }
+
+    /// Every record file, live or not (loading checks).
+    async fn keys(&self) -> Result<Vec<Id>, StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            Ok(fs::read_dir(&*dir)?
+                .flatten()
+                .filter_map(|entry| record_id(&entry.file_name()))
+                .collect())
+        })
+        .await
+        .map_err(|e| StoreError::failed(StoreKind::File, "list keys", e))
+    }
+
+    async fn sweep(&self, progress: Progress) -> Result<StoreSweep, StoreError> {
+        let report = self
+            .sweep_expired_with(move |done, total| progress(done, total))
+            .await
+            .map_err(|e| StoreError::failed(StoreKind::File, "sweep", e))?;
+        Ok(StoreSweep {
+            expired: report.expired,
+            unreadable: report.unreadable,
+            stale_temp: report.stale_temp,
+            failed: report.failed,
+        })
+    }
+
+    /// Session files and their bytes.
+    async fn usage(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let dir = self.dir.clone();
+        let (files, bytes) = blocking(move || {
+            let (mut files, mut bytes) = (0, 0);
+            for entry in fs::read_dir(&*dir)?.flatten() {
+                if record_id(&entry.file_name()).is_some() {
+                    files += 1;
+                    bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+            Ok((files, bytes))
+        })
+        .await
+        .map_err(|e| StoreError::failed(StoreKind::File, "count files", e))?;
+        Ok(vec![("files", files), ("bytes", bytes)])
+    }
+
+    /// Writes and removes a probe file: the directory is still there and writable.
+    async fn ping(&self) -> Result<String, StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            let probe = temp_path(&dir, "health");
+            write_private(&probe, b"ok")?;
+            fs::remove_file(&probe)
+        })
+        .await
+        .map(|()| format!("{} writable", self.dir.display()))
+        .map_err(|e| {
+            StoreError::failed(
+                StoreKind::File,
+                "write a probe file",
+                format!("{}: {e}", self.dir.display()),
+            )
+        })
     }
 }
 
