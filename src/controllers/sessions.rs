@@ -2,27 +2,13 @@
 
 use axum::{extract::Path, response::Redirect};
 use loco_rs::prelude::*;
-use serde_json::json;
 
 use crate::{
     controllers::extract::{CsrfForm, CurrentUser, SessionLayer},
     errors::AppError,
-    sessions::{registry::EndReason, SessionRef},
+    sessions::{events::EndReason, SessionRef},
+    views::sessions::SessionRow,
 };
-
-/// "Firefox on Linux" from a user agent; "Unknown browser" when it says nothing useful.
-fn device(user_agent: &str) -> String {
-    match woothee::parser::Parser::new().parse(user_agent) {
-        Some(ua) if ua.name != "UNKNOWN" => {
-            if ua.os == "UNKNOWN" {
-                ua.name.to_string()
-            } else {
-                format!("{} on {}", ua.name, ua.os)
-            }
-        }
-        _ => "Unknown browser".to_string(),
-    }
-}
 
 #[debug_handler(state = AppContext)]
 async fn index(
@@ -35,17 +21,7 @@ async fn index(
     let rows = sessions.live_sessions_of(current.user.id).await?;
     let list: Vec<_> = rows
         .iter()
-        .map(|row| {
-            json!({
-                "ref": row.session_ref,
-                "device": device(&row.user_agent),
-                "user_agent": row.user_agent,
-                "ip": row.ip.clone().unwrap_or_default(),
-                "created_at": row.created_at.to_rfc3339(),
-                "last_seen_at": row.last_seen_at.to_rfc3339(),
-                "current": current_ref.as_ref().is_some_and(|r| r.as_str() == row.session_ref),
-            })
-        })
+        .map(|row| SessionRow::of(row, current_ref.as_ref()))
         .collect();
     Ok(format::render().view(
         &v,

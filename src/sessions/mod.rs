@@ -56,7 +56,7 @@ pub use self::{
     data::ClientInfo,
     error::SessionError,
     keys::SessionRef,
-    session::{AppSession, SessionView},
+    session::AppSession,
     settings::{SessionConfig, StoreKind},
 };
 

@@ -8,6 +8,8 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 use time::OffsetDateTime;
 use tower_sessions::{Expiry, Session};
 
+use crate::views::session::SessionView;
+
 use super::{
     csrf,
     data::{ClientInfo, SessionData},
@@ -43,19 +45,6 @@ pub struct AppSession {
 pub enum Activity {
     User,
     Background,
-}
-
-/// The session as the dashboard and `/api/session` show it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionView {
-    pub authenticated: bool,
-    pub user_id: Option<i64>,
-    pub active_platform_id: Option<i64>,
-    pub created_at: String,
-    pub last_activity: String,
-    pub expires_at: String,
-    pub persistent: bool,
-    pub store: &'static str,
 }
 
 /// How long a store keeps a record past the moment the policy ends it. Within this
