@@ -1,21 +1,47 @@
 //! Server-side sessions, as a small library inside the app.
 //!
 //! The browser holds one opaque ID (128 bits from a CSPRNG) in an HttpOnly cookie;
-//! everything else lives on the server. The pieces, each in its own file:
+//! everything else lives on the server. The files read top-down in layers, and no file
+//! imports one above it (`module_cycles.py` finds no cycle):
 //!
-//! - [`settings`]: `settings.sessions`, checked once at start into a [`SessionConfig`];
-//! - [`stores`]: memory, file and Redis stores behind one [`stores::Backend`], keyed by a
-//!   keyed hash of the ID ([`stores::hashed`]) and counted ([`stores::Instrumented`]);
-//! - [`policy`]: idle timeout, absolute lifetime and the touch interval, as pure functions;
+//! **Leaves** import no other part of the layer:
+//! - [`time`]: Unix seconds, the unit of every session timestamp, and their text forms;
+//! - [`keys`]: the [`SessionSecret`](keys::SessionSecret), and the two names an
+//!   [`IdHasher`] derives from a cookie's ID: the
+//!   [`StoreKey`](keys::StoreKey) the record is filed under (a type of its own, never
+//!   confusable with the ID) and the [`SessionRef`] logs, SQL and URLs use;
+//! - [`events`]: what happens to sessions ([`events::EventKind`]), why they end
+//!   ([`events::EndReason`]) and which event each end is, in one place;
+//! - [`policy`]: idle timeout, absolute lifetime and touch interval, as pure functions;
 //! - [`data`]: what a record holds ([`data::SessionData`]);
-//! - [`session`]: [`AppSession`], the typed extractor controllers use;
-//! - [`layer`]: the middleware that reads the cookie and saves what changed;
+//! - [`csrf`]: synchronizer tokens; [`error`]: [`SessionError`];
+//! - [`stores::ops`]: store kinds, store errors and [`stores::ops::StoreOps`], what every
+//!   store offers beyond tower-sessions' `SessionStore` (kind, keys, sweep, usage, ping).
+//!
+//! **Components** import only leaves:
+//! - [`stores`]: one file per store (memory, file, Redis, database), each implementing
+//!   `SessionStore` and `StoreOps`, and the wrappers composed around them: keyed by
+//!   [`StoreKey`](keys::StoreKey) ([`stores::hashed`]), sealed ([`stores::encrypted`]),
+//!   size-limited ([`stores::limited`]), counted ([`stores::Instrumented`]);
 //! - [`registry`]: one SQL row per session, for "my sessions", limits and revocation;
 //! - [`audit`]: the lifecycle events, written to SQL off the request path;
-//! - [`csrf`]: synchronizer tokens.
+//! - [`metrics`]: Prometheus counters, driven by the audit trail and the store wrapper.
 //!
-//! [`Sessions`] ties them together for one running app: it is built once from the Loco
-//! context and shared by the middleware, the extractors, health checks and tasks.
+//! [`settings`] checks `settings.sessions` once into a [`SessionConfig`], and
+//! [`stores::Backend::open`] is the one place that turns it into a store.
+//!
+//! **The service**: [`Sessions`] composes the store stack, the registry, the audit trail
+//! and the login throttle ([`throttle`]) for one running app. It is built once from the
+//! Loco context and shared by the middleware, the extractors, health checks and tasks.
+//!
+//! **On top**:
+//! - [`lifecycle`]: every way a session starts, rotates and ends (login, logout, expiry,
+//!   revocation of one, a user's or everyone's, password change, disabling), each writing
+//!   store, registry and audit trail in one order that leaves no half state; and the
+//!   query functions controllers read the registry through;
+//! - [`session`]: [`AppSession`], the typed extractor controllers use;
+//! - [`layer`]: the middleware that reads the cookie and saves what changed;
+//! - [`maintenance`]: operator jobs (cleanup, statistics, moving sessions between stores).
 
 pub mod audit;
 pub mod csrf;
