@@ -20,6 +20,8 @@ use tessera::sessions::{
         encrypted::{Encrypted, EncryptionKeys},
         file::FileStore,
         hashed::{HashedIds, IdHasher},
+        memory::MemoryStore,
+        ops::StoreOps,
         redis::RedisSessionStore,
         Backend,
     },
@@ -29,7 +31,6 @@ use tokio::runtime::Runtime;
 use tower_sessions::{
     session::{Id, Record},
     session_store::SessionStore,
-    MemoryStore,
 };
 
 /// A record shaped like a logged-in Tessera session.
@@ -88,10 +89,7 @@ impl Drop for RedisProcess {
 fn wrapped(backend: Backend) -> HashedIds<Encrypted<Backend>> {
     let secret = SessionSecret::new(b"benchmark-secret-0123456789abcdef0123".to_vec());
     let keys = EncryptionKeys::derive(secret.expose());
-    HashedIds::new(
-        Encrypted::new(backend, Some(keys), None),
-        IdHasher::new(&secret),
-    )
+    HashedIds::new(Encrypted::new(backend, Some(keys)), IdHasher::new(&secret))
 }
 
 fn bench_store<S: SessionStore + Clone>(c: &mut Criterion, rt: &Runtime, name: &str, store: &S) {

@@ -12,11 +12,7 @@ use crate::{
     },
     errors::AppError,
     models::users::check_new_password,
-    sessions::{
-        audit::{AuditEvent, EventKind},
-        login::{self, PasswordCheck},
-        registry::EndReason,
-    },
+    sessions::login::{self, PasswordCheck},
 };
 
 #[derive(Debug, Deserialize)]
@@ -98,26 +94,7 @@ async fn change_password(
         .user
         .set_password(&ctx.db, &form.new_password)
         .await?;
-    let keep = current.session.session_ref();
-    let ended = sessions
-        .revoke_user(
-            current.user.id,
-            keep.as_ref(),
-            EndReason::PasswordChanged,
-            None,
-        )
-        .await?;
-    current
-        .session
-        .rotate(EndReason::PasswordChanged.as_str())
-        .await?;
-    sessions.audit().record(
-        AuditEvent::new(EventKind::PasswordChanged)
-            .user(Some(current.user.id))
-            .session(current.session.session_ref())
-            .client(current.session.client())
-            .reason(format!("{ended} other sessions ended")),
-    );
+    let ended = current.session.password_changed().await?;
     let others = match ended {
         0 => String::new(),
         1 => " Your other session was ended.".to_string(),

@@ -55,7 +55,7 @@ async fn show(
     AdminUser(mut admin): AdminUser,
 ) -> Result<Response, AppError> {
     let layout = admin.layout().await?;
-    let per_store = sessions.registry().live_counts_by_store().await?;
+    let per_store = sessions.live_counts_by_store().await?;
     let live_total: u64 = per_store.iter().map(|(_, n)| n).sum();
     let counts = session_events::hourly_counts(&ctx.db, &admin_view::chart_kinds()).await?;
     let (live, matching) =
@@ -101,7 +101,7 @@ async fn show(
             "has_older": has_older,
             "health": health,
             "usage": usage,
-            "audit": sessions.audit().counts(),
+            "audit": sessions.audit_counts(),
         }),
     )?)
 }
@@ -193,7 +193,7 @@ async fn disable_user(
     }
     user.set_disabled(&ctx.db, true).await?;
     let count = sessions
-        .revoke_user(user.id, None, EndReason::UserDisabled, Some(admin.user.id))
+        .end_on_disable(user.id, Some(admin.user.id))
         .await?;
     Ok(ended(count))
 }

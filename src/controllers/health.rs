@@ -8,9 +8,9 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    controllers::extract::SessionLayer,
+    controllers::extract::{AdminUser, SessionLayer},
     errors::AppError,
-    sessions::{metrics, AppSession, SessionError},
+    sessions::metrics,
 };
 
 /// How long the database may take to answer a health check.
@@ -84,23 +84,22 @@ fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
 
 /// `GET /metrics`: Prometheus text. Open to a scraper with `METRICS_TOKEN` as a bearer
 /// token, or to a logged-in admin; 403 otherwise.
-#[debug_handler]
+#[debug_handler(state = AppContext)]
 async fn prometheus(
-    State(ctx): State<AppContext>,
     SessionLayer(sessions): SessionLayer,
     headers: HeaderMap,
-    session: Result<AppSession, SessionError>,
+    admin: Result<AdminUser, AppError>,
 ) -> Result<Response, AppError> {
     let scraper = bearer_matches(&headers, sessions.config().metrics_token.as_deref());
     if !scraper {
-        let session = session?;
-        let user_id = session.user_id().ok_or(AppError::Forbidden)?;
-        let user = crate::models::users::Model::find_by_id(&ctx.db, user_id).await?;
-        if !user.admin || user.disabled {
-            return Err(AppError::Forbidden);
+        match admin {
+            Ok(_) => {}
+            // Not a page to be sent to the login form from: a scraper gets a plain 403.
+            Err(AppError::LoginRequired) => return Err(AppError::Forbidden),
+            Err(error) => return Err(error),
         }
     }
-    for (store, count) in sessions.registry().live_counts_by_store().await? {
+    for (store, count) in sessions.live_counts_by_store().await? {
         metrics::set_live_sessions(&store, count);
     }
     let body = metrics::handle().map(|h| h.render()).unwrap_or_default();

@@ -2,13 +2,12 @@
 
 use axum::{extract::Path, response::Redirect};
 use loco_rs::prelude::*;
-use serde_json::json;
 
 use crate::{
     controllers::extract::{CsrfForm, CurrentUser, SessionLayer},
     errors::AppError,
-    sessions::{registry::EndReason, SessionRef},
-    views::device,
+    sessions::{events::EndReason, SessionRef},
+    views::sessions::SessionRow,
 };
 
 #[debug_handler(state = AppContext)]
@@ -19,20 +18,10 @@ async fn index(
 ) -> Result<Response, AppError> {
     let layout = current.layout().await?;
     let current_ref = current.session.session_ref();
-    let rows = sessions.registry().live_for_user(current.user.id).await?;
+    let rows = sessions.live_sessions_of(current.user.id).await?;
     let list: Vec<_> = rows
         .iter()
-        .map(|row| {
-            json!({
-                "ref": row.session_ref,
-                "device": device::describe(&row.user_agent),
-                "user_agent": row.user_agent,
-                "ip": row.ip.clone().unwrap_or_default(),
-                "created_at": row.created_at.to_rfc3339(),
-                "last_seen_at": row.last_seen_at.to_rfc3339(),
-                "current": current_ref.as_ref().is_some_and(|r| r.as_str() == row.session_ref),
-            })
-        })
+        .map(|row| SessionRow::of(row, current_ref.as_ref()))
         .collect();
     Ok(format::render().view(
         &v,
@@ -53,13 +42,13 @@ async fn revoke(
         current.session.log_out().await?;
         return Ok(Redirect::to("/login").into_response());
     }
-    let rows = sessions.registry().live_for_user(current.user.id).await?;
     // Only one's own sessions: another user's ref is "not found".
-    let row = rows
-        .iter()
-        .find(|r| r.session_ref == session_ref.as_str())
-        .ok_or(AppError::NotFound)?;
-    sessions.revoke(row, EndReason::RevokedByUser, None).await?;
+    if !sessions
+        .revoke_own(current.user.id, &session_ref, EndReason::RevokedByUser)
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
     current.session.flash("Session ended.").await?;
     Ok(Redirect::to("/sessions").into_response())
 }

@@ -10,7 +10,7 @@ use loco_rs::{
     Error, Result,
 };
 
-use crate::sessions::{layer::session_middleware, stores::Backend, Sessions};
+use crate::sessions::{layer::session_middleware, Sessions};
 
 pub struct SessionsInitializer;
 
@@ -21,14 +21,12 @@ impl Initializer for SessionsInitializer {
     }
 
     async fn after_routes(&self, router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
-        let sessions = Sessions::from_context(ctx).map_err(Error::Message)?;
-        if let Backend::Redis(redis) = sessions.backend() {
-            redis
-                .check_topology()
-                .await
-                .map_err(|e| Error::Message(format!("settings.sessions.redis.url: {e}")))?;
-            tracing::info!(topology = redis.topology().name(), "Redis sessions");
-        }
+        let sessions = Sessions::from_context(ctx).map_err(|e| Error::Message(e.to_string()))?;
+        sessions
+            .backend()
+            .check_at_start()
+            .await
+            .map_err(|e| Error::Message(e.to_string()))?;
         // Install the metrics recorder before the first request counts anything.
         let _ = crate::sessions::metrics::handle();
         let config = sessions.config();
@@ -55,7 +53,7 @@ impl Initializer for SessionsInitializer {
                 return Ok(Some(Check {
                     status: CheckStatus::NotOk,
                     message: "session store: cannot be configured".to_string(),
-                    description: Some(reason),
+                    description: Some(reason.to_string()),
                 }))
             }
         };

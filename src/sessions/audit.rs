@@ -5,18 +5,15 @@
 //! past its capacity events are dropped; every drop and failed write is logged and counted
 //! ([`AuditLog::counts`]), so the loss is visible, while the user's request carries on.
 
-use std::{
-    fmt,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
 };
 
 use sea_orm::{ActiveValue, DatabaseConnection, EntityTrait};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{data::ClientInfo, stores::hashed::SessionRef};
+use super::{data::ClientInfo, keys::SessionRef};
 use crate::models::_entities::session_events;
 
 /// Events waiting for the database before new ones are dropped.
@@ -24,51 +21,7 @@ const QUEUE_CAPACITY: usize = 10_000;
 /// Rows per INSERT.
 const BATCH: usize = 200;
 
-/// What happened to a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Created,
-    Login,
-    LoginFailed,
-    Rotated,
-    Logout,
-    IdleExpired,
-    AbsoluteExpired,
-    Revoked,
-    PasswordChanged,
-    PlatformSwitched,
-    StoreError,
-    FingerprintMismatch,
-    LoginThrottled,
-}
-
-impl EventKind {
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Login => "login",
-            Self::LoginFailed => "login_failed",
-            Self::Rotated => "rotated",
-            Self::Logout => "logout",
-            Self::IdleExpired => "idle_expired",
-            Self::AbsoluteExpired => "absolute_expired",
-            Self::Revoked => "revoked",
-            Self::PasswordChanged => "password_changed",
-            Self::PlatformSwitched => "platform_switched",
-            Self::StoreError => "store_error",
-            Self::FingerprintMismatch => "fingerprint_mismatch",
-            Self::LoginThrottled => "login_throttled",
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use super::events::EventKind;
 
 /// One entry of the trail.
 #[derive(Debug, Clone)]

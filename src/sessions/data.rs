@@ -1,9 +1,9 @@
 //! What Tessera keeps in a session record. The browser never sees any of it: its cookie
-//! holds only the record's ID.
+//! holds only the record's ID. Timestamps are Unix seconds (`time::UnixTime`).
+//!
+//! A leaf: it imports no other part of the session layer.
 
 use serde::{Deserialize, Serialize};
-
-use super::policy::UnixTime;
 
 /// Longest user agent kept; longer ones are cut (they are display-only).
 pub const MAX_USER_AGENT_LEN: usize = 256;
@@ -19,9 +19,9 @@ pub struct SessionData {
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i64>,
     #[serde(rename = "c")]
-    pub created_at: UnixTime,
+    pub created_at: i64,
     #[serde(rename = "a")]
-    pub last_activity: UnixTime,
+    pub last_activity: i64,
     /// "Remember me": a persistent cookie instead of a browser-session one.
     #[serde(rename = "r", default)]
     pub remember: bool,
@@ -47,6 +47,12 @@ impl SessionData {
     /// The record key the whole struct lives under.
     pub const KEY: &'static str = "tessera";
 }
+
+/// A record entry beside [`SessionData::KEY`] that `sessions_migrate` adds to every record
+/// it copies. The copy was made without the registry's latest word (the session may have
+/// ended in the old store since), so the first request that reads it asks the registry
+/// whether the session is still live, then drops the mark.
+pub const MIGRATED: &str = "migrated";
 
 /// Who is on the other end of a request, as far as a session records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,13 +11,15 @@ use sea_orm::{
 };
 use serde::Serialize;
 use time::OffsetDateTime;
-use tower_sessions::session_store::SessionStore;
+use tower_sessions::session_store::{self, SessionStore};
 
 use super::{
     audit::{AuditEvent, EventKind},
-    data::ClientInfo,
-    registry::PruneReport,
-    stores::{hashed::SessionRef, Backend, StoreHealth, StoreSweep},
+    data::{ClientInfo, MIGRATED},
+    error::SessionError,
+    keys::{SessionRef, StoreKey},
+    registry::{PruneReport, SessionRegistry},
+    stores::{Backend, StoreError, StoreHealth, StoreSweep},
     Sessions,
 };
 use crate::models::_entities::{session_events, user_sessions, users};
@@ -54,6 +56,17 @@ impl fmt::Display for CleanupReport {
     }
 }
 
+/// Why a cleanup stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the database failed during cleanup: {0}")]
+    Database(#[from] DbErr),
+    #[error("the throttle counters could not be swept: {0}")]
+    Throttle(#[from] SessionError),
+}
+
 /// Removes expired and unreadable records from the store, audits the sessions that
 /// expired while their user was away, prunes the registry, and deletes audit events past
 /// the retention and ended throttle windows.
@@ -63,26 +76,14 @@ impl fmt::Display for CleanupReport {
 pub async fn cleanup(
     sessions: &Sessions,
     db: &DatabaseConnection,
-    progress: impl Fn(u64, u64) + Send + 'static,
-) -> Result<CleanupReport, String> {
+    progress: impl Fn(u64, u64) + Send + Sync + 'static,
+) -> Result<CleanupReport, CleanupError> {
     let store = sessions.backend().sweep(progress).await?;
     // Before the prune deletes their rows: the row is the last trace of why they ended.
-    let expired_unseen = audit_expired_unseen(sessions, db)
-        .await
-        .map_err(|e| e.to_string())?;
-    let PruneReport { gone, ended } = sessions
-        .registry()
-        .prune(sessions.backend())
-        .await
-        .map_err(|e| e.to_string())?;
-    let events_pruned = prune_events(db, sessions.config().events_retention)
-        .await
-        .map_err(|e| e.to_string())?;
-    let throttle_counters = sessions
-        .throttle()
-        .sweep_expired()
-        .await
-        .map_err(|e| e.to_string())?;
+    let expired_unseen = audit_expired_unseen(sessions, db).await?;
+    let PruneReport { gone, ended } = sessions.registry().prune(sessions.backend()).await?;
+    let events_pruned = prune_events(db, sessions.config().events_retention).await?;
+    let throttle_counters = sessions.throttle().sweep_expired().await?;
     // A task process ends right after: the trail must be written before it does.
     sessions.audit().flush().await;
     Ok(CleanupReport {
@@ -250,33 +251,74 @@ pub struct MigrateReport {
     pub copied: u64,
     pub skipped_expired: u64,
     pub failed: u64,
+    /// Records of sessions the registry marks ended, left behind (and removed from the
+    /// target if an earlier run had copied them).
+    pub skipped_ended: u64,
+    /// Records the source cannot read, left behind.
+    pub skipped_unreadable: u64,
 }
 
 impl fmt::Display for MigrateReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sessions_migrate: {} copied, {} skipped (expired), {} failed",
-            self.copied, self.skipped_expired, self.failed
+            "sessions_migrate: {} copied, {} skipped (expired), {} failed; {} ended and {} unreadable left behind",
+            self.copied, self.skipped_expired, self.failed, self.skipped_ended, self.skipped_unreadable
         )
     }
 }
 
 /// Copies every live record of `from` into `to`, under the same key and with the same
 /// expiry, so every cookie keeps working after the switch and nobody is logged out.
-/// Records are copied as stored (still sealed, when encryption is on). Running it twice
-/// copies again over the first copy: safe.
+/// Records are copied as stored (still sealed, when encryption is on), marked
+/// [`MIGRATED`] so that the app asks the registry once, on first use, whether the session
+/// ended in the old store after the copy.
+///
+/// A session the registry marks ended is never copied, and a copy an earlier run made of
+/// it is deleted from `to`: running it again (as the README's procedure does after the
+/// switch) never revives a session that ended in either store in between.
 ///
 /// # Errors
 /// When `from` cannot be listed.
-pub async fn migrate(from: &Backend, to: &Backend) -> Result<MigrateReport, String> {
+pub async fn migrate(
+    registry: &SessionRegistry,
+    from: &Backend,
+    to: &Backend,
+) -> Result<MigrateReport, StoreError> {
     let mut report = MigrateReport::default();
     for key in from.keys().await? {
-        let record = match from.load(&key).await {
+        match registry
+            .is_ended(&StoreKey::listed(key).session_ref())
+            .await
+        {
+            Ok(false) => {}
+            Ok(true) => {
+                if to.delete(&key).await.is_ok() {
+                    report.skipped_ended += 1;
+                } else {
+                    tracing::warn!(
+                        "sessions_migrate: an ended session's copy could not be removed"
+                    );
+                    report.failed += 1;
+                }
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "sessions_migrate: the registry could not be read");
+                report.failed += 1;
+                continue;
+            }
+        }
+        let mut record = match from.load(&key).await {
             Ok(Some(record)) => record,
             // Gone or expired since it was listed.
             Ok(None) => {
                 report.skipped_expired += 1;
+                continue;
+            }
+            Err(session_store::Error::Decode(reason)) => {
+                tracing::warn!(%reason, "sessions_migrate: an unreadable record was left behind");
+                report.skipped_unreadable += 1;
                 continue;
             }
             Err(error) => {
@@ -289,8 +331,16 @@ pub async fn migrate(from: &Backend, to: &Backend) -> Result<MigrateReport, Stri
             report.skipped_expired += 1;
             continue;
         }
+        record
+            .data
+            .insert(MIGRATED.to_string(), serde_json::Value::Bool(true));
         let copied = match to.load(&key).await {
-            Ok(Some(_)) => to.save(&record).await.is_ok(),
+            // The target's copy was written at least as late (every write moves the expiry
+            // forward): after the switch the target is where the session lives, and an
+            // older copy must not overwrite it.
+            Ok(Some(existing)) if existing.expiry_date >= record.expiry_date => true,
+            // A target record that cannot be read is overwritten by the source's.
+            Ok(Some(_)) | Err(session_store::Error::Decode(_)) => to.save(&record).await.is_ok(),
             Ok(None) => {
                 let mut copy = record.clone();
                 // The key must not change: it is what the cookies map to.

@@ -7,7 +7,7 @@ use std::{sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::audit::EventKind;
+use super::events::EventKind;
 
 /// Store latency buckets, in seconds: from a memory hit to a Redis timeout.
 const LATENCY_BUCKETS: &[f64] = &[

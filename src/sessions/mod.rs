@@ -1,29 +1,61 @@
 //! Server-side sessions, as a small library inside the app.
 //!
 //! The browser holds one opaque ID (128 bits from a CSPRNG) in an HttpOnly cookie;
-//! everything else lives on the server. The pieces, each in its own file:
+//! everything else lives on the server. The files read top-down in layers, and no file
+//! imports one above it (`module_cycles.py` finds no cycle):
 //!
-//! - [`settings`]: `settings.sessions`, checked once at start into a [`SessionConfig`];
-//! - [`stores`]: memory, file and Redis stores behind one [`stores::Backend`], keyed by a
-//!   keyed hash of the ID ([`stores::hashed`]) and counted ([`stores::Instrumented`]);
-//! - [`policy`]: idle timeout, absolute lifetime and the touch interval, as pure functions;
+//! **Leaves** import no other part of the layer:
+//! - [`time`]: Unix seconds, the unit of every session timestamp, and their text forms;
+//! - [`keys`]: the [`SessionSecret`](keys::SessionSecret), and the two names an
+//!   [`IdHasher`] derives from a cookie's ID: the
+//!   [`StoreKey`](keys::StoreKey) the record is filed under (a type of its own, never
+//!   confusable with the ID) and the [`SessionRef`] logs, SQL and URLs use;
+//! - [`events`]: what happens to sessions ([`events::EventKind`]), why they end
+//!   ([`events::EndReason`]) and which event each end is, in one place;
+//! - [`policy`]: idle timeout, absolute lifetime and touch interval, as pure functions;
 //! - [`data`]: what a record holds ([`data::SessionData`]);
-//! - [`session`]: [`AppSession`], the typed extractor controllers use;
-//! - [`layer`]: the middleware that reads the cookie and saves what changed;
+//! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
+//!   [`error`]: [`SessionError`];
+//! - [`stores::ops`]: store kinds, store errors and [`stores::ops::StoreOps`], what every
+//!   store offers beyond tower-sessions' `SessionStore` (kind, keys, sweep, usage, ping).
+//!
+//! **Components** import only leaves:
+//! - [`stores`]: one file per store (memory, file, Redis, database), each implementing
+//!   `SessionStore` and `StoreOps`, and the wrappers composed around them: keyed by
+//!   [`StoreKey`](keys::StoreKey) ([`stores::hashed`]), sealed ([`stores::encrypted`]),
+//!   size-limited ([`stores::limited`]), counted ([`stores::Instrumented`]);
 //! - [`registry`]: one SQL row per session, for "my sessions", limits and revocation;
 //! - [`audit`]: the lifecycle events, written to SQL off the request path;
-//! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
-//! - [`throttle`]: password-guess counters, reserved before a password is checked;
-//! - [`login`]: logging in and checking a current password, as domain operations.
+//! - [`metrics`]: Prometheus counters, driven by the audit trail and the store wrapper.
+//! - [`throttle`]: password-guess counters per account and per IP, each attempt reserved
+//!   before the password is checked (one Redis script, or one SQL upsert).
 //!
-//! [`Sessions`] ties them together for one running app: it is built once from the Loco
-//! context and shared by the middleware, the extractors, health checks and tasks.
+//! [`settings`] checks `settings.sessions` once into a [`SessionConfig`], and
+//! [`stores::Backend::open`] is the one place that turns it into a store.
+//!
+//! **The service**: [`Sessions`] composes the store stack, the registry, the audit trail
+//! and the login throttle ([`throttle`]) for one running app. It is built once from the
+//! Loco context and shared by the middleware, the extractors, health checks and tasks.
+//!
+//! **On top**:
+//! - [`lifecycle`]: every way a session starts, rotates and ends (login, logout, expiry,
+//!   revocation of one, a user's or everyone's, password change, disabling), each writing
+//!   store, registry and audit trail in one order that leaves no half state; and the
+//!   query functions controllers read the registry through;
+//! - [`login`]: logging in and checking a current password as domain operations
+//!   (throttle, authentication, audit, outcome);
+//! - [`session`]: [`AppSession`], the typed extractor controllers use;
+//! - [`layer`]: the middleware that reads the cookie and saves what changed;
+//! - [`maintenance`]: operator jobs (cleanup, statistics, moving sessions between stores).
 
 pub mod audit;
 pub mod csrf;
 pub mod data;
 pub mod error;
+pub mod events;
+pub mod keys;
 pub mod layer;
+pub mod lifecycle;
 pub mod login;
 pub mod maintenance;
 pub mod metrics;
@@ -33,16 +65,17 @@ pub mod session;
 pub mod settings;
 pub mod stores;
 pub mod throttle;
+pub mod time;
 
 use std::sync::Arc;
 
 use loco_rs::app::AppContext;
 use sea_orm::DatabaseConnection;
-use tower_sessions::{session::Id, session_store::SessionStore};
+use tower_sessions::session::Id;
 
 use self::{
-    audit::{AuditEvent, AuditLog, EventKind},
-    registry::{store_key_of, EndReason, SessionRegistry},
+    audit::AuditLog,
+    registry::SessionRegistry,
     stores::{
         encrypted::Encrypted,
         hashed::{HashedIds, IdHasher},
@@ -54,15 +87,23 @@ use self::{
 pub use self::{
     data::ClientInfo,
     error::SessionError,
-    session::{AppSession, SessionView},
+    keys::SessionRef,
+    session::AppSession,
     settings::{SessionConfig, StoreKind},
-    stores::hashed::SessionRef,
 };
-use crate::models::_entities::user_sessions;
 
 /// The store stack every request goes through, outside in: counted, size-limited, keyed
 /// by hashed IDs, sealed (when `encrypt` is on), stored.
 pub type SessionStack = Instrumented<SizeLimited<HashedIds<Encrypted<Backend>>>>;
+
+/// Why the session layer cannot start: one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error(transparent)]
+    Store(#[from] stores::StoreError),
+}
 
 /// The session layer of one running app.
 #[derive(Debug)]
@@ -79,7 +120,7 @@ impl Sessions {
     ///
     /// # Errors
     /// One line naming the setting that stops the start.
-    pub fn open(config: SessionConfig, db: DatabaseConnection) -> Result<Self, String> {
+    pub fn open(config: SessionConfig, db: DatabaseConnection) -> Result<Self, StartError> {
         let backend = Backend::open(&config, &db)?;
         let hasher = IdHasher::new(&config.secret);
         let throttle = LoginThrottle::new(
@@ -89,7 +130,7 @@ impl Sessions {
             config.throttle.clone(),
         );
         let audit = AuditLog::start(db.clone());
-        let sealed = Encrypted::new(backend, config.encryption.clone(), Some(audit.clone()));
+        let sealed = Encrypted::new(backend, config.encryption.clone());
         let limited = SizeLimited::new(HashedIds::new(sealed, hasher), config.max_record_bytes);
         Ok(Self {
             config,
@@ -105,13 +146,12 @@ impl Sessions {
     ///
     /// # Errors
     /// One line naming the setting that stops the start.
-    pub fn from_context(ctx: &AppContext) -> Result<Arc<Self>, String> {
+    pub fn from_context(ctx: &AppContext) -> Result<Arc<Self>, StartError> {
         if let Some(sessions) = ctx.shared_store.get::<Arc<Self>>() {
             return Ok(sessions);
         }
         let config =
-            SessionConfig::from_loco_settings(ctx.config.settings.as_ref(), &ctx.environment)
-                .map_err(|e| e.to_string())?;
+            SessionConfig::from_loco_settings(ctx.config.settings.as_ref(), &ctx.environment)?;
         let sessions = Arc::new(Self::open(config, ctx.db.clone())?);
         ctx.shared_store.insert(sessions.clone());
         Ok(sessions)
@@ -201,80 +241,6 @@ impl Sessions {
     /// Whether the store answers, and how fast.
     pub async fn health(&self) -> StoreHealth {
         self.backend().health().await
-    }
-
-    /// Ends the session of registry row `row` now: its record leaves the store (its next
-    /// request is anonymous), its row is marked ended, and the trail says why and, for an
-    /// admin's action, who (`actor`).
-    ///
-    /// # Errors
-    /// When the store or the registry fails; the session then still exists.
-    pub async fn revoke(
-        &self,
-        row: &user_sessions::Model,
-        reason: EndReason,
-        actor: Option<i64>,
-    ) -> Result<(), SessionError> {
-        if let Some(key) = store_key_of(row) {
-            self.backend().delete(&key).await?;
-        }
-        let session_ref = SessionRef::parse(&row.session_ref);
-        if let Some(session_ref) = &session_ref {
-            self.registry.end(session_ref, reason).await?;
-        }
-        self.audit.record(
-            AuditEvent::new(EventKind::Revoked)
-                .user(Some(row.user_id))
-                .session(session_ref)
-                .reason(reason.as_str())
-                .actor(actor),
-        );
-        Ok(())
-    }
-
-    /// Ends every live session of `user_id` but `keep`; how many ended.
-    ///
-    /// # Errors
-    /// When the store or the registry fails part way; sessions ended so far stay ended.
-    pub async fn revoke_user(
-        &self,
-        user_id: i64,
-        keep: Option<&SessionRef>,
-        reason: EndReason,
-        actor: Option<i64>,
-    ) -> Result<usize, SessionError> {
-        let rows = self.registry.live_for_user(user_id).await?;
-        let mut ended = 0;
-        for row in rows
-            .iter()
-            .filter(|r| keep.is_none_or(|k| k.as_str() != r.session_ref))
-        {
-            self.revoke(row, reason, actor).await?;
-            ended += 1;
-        }
-        Ok(ended)
-    }
-
-    /// Ends every live session of every user but `keep`; how many ended.
-    ///
-    /// # Errors
-    /// When the store or the registry fails part way.
-    pub async fn revoke_everyone(
-        &self,
-        keep: Option<&SessionRef>,
-        reason: EndReason,
-        actor: Option<i64>,
-    ) -> Result<usize, SessionError> {
-        let rows = self.registry.live().await?;
-        let mut ended = 0;
-        for row in rows
-            .iter()
-            .filter(|r| keep.is_none_or(|k| k.as_str() != r.session_ref))
-        {
-            self.revoke(row, reason, actor).await?;
-            ended += 1;
-        }
-        Ok(ended)
     }
 }
 

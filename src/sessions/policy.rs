@@ -2,7 +2,10 @@
 //! lifetime and the touch interval, as pure functions of timestamps.
 //!
 //! Both timeouts are enforced here, on the server, from the timestamps inside the
-//! record, whatever the store's own TTL or the cookie's lifetime say.
+//! record, whatever the store's own TTL or the cookie's lifetime say. Timestamps are
+//! seconds since the Unix epoch (`time::UnixTime`).
+//!
+//! A leaf: it imports no other part of the session layer.
 //!
 //! Sliding expiry writes the store at most once per touch interval. The price is
 //! precision: a session idle for `idle_timeout - touch_interval` may already be gone.
@@ -11,10 +14,13 @@
 
 use std::time::Duration;
 
-use super::settings::SettingsError;
-
-/// Seconds since the Unix epoch; the unit of every session timestamp.
-pub type UnixTime = i64;
+/// A timeout setting that cannot be used, named by its key under `settings.sessions`.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct PolicyError {
+    pub key: &'static str,
+    pub reason: &'static str,
+}
 
 /// The rules a session lives by.
 ///
@@ -50,11 +56,8 @@ impl SessionPolicy {
         idle_timeout_secs: u64,
         absolute_lifetime_secs: u64,
         touch_interval_secs: Option<u64>,
-    ) -> Result<Self, SettingsError> {
-        let err = |key: &str, reason: &str| SettingsError {
-            key: key.to_string(),
-            reason: reason.to_string(),
-        };
+    ) -> Result<Self, PolicyError> {
+        let err = |key: &'static str, reason: &'static str| PolicyError { key, reason };
         let idle = i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX);
         let absolute = i64::try_from(absolute_lifetime_secs).unwrap_or(i64::MAX);
         if idle == 0 {
@@ -101,7 +104,7 @@ impl SessionPolicy {
     /// Decides whether a session created at `created_at` and last seen at `last_activity`
     /// is still valid at `now`, and whether this request should record its activity.
     #[must_use]
-    pub fn judge(&self, created_at: UnixTime, last_activity: UnixTime, now: UnixTime) -> Verdict {
+    pub fn judge(&self, created_at: i64, last_activity: i64, now: i64) -> Verdict {
         if now.saturating_sub(created_at) >= self.absolute_lifetime {
             Verdict::AbsoluteExpired
         } else if now.saturating_sub(last_activity) >= self.idle_timeout {
@@ -116,7 +119,7 @@ impl SessionPolicy {
     /// The moment the session ends unless it is used again: the earlier of the idle
     /// deadline and the absolute one.
     #[must_use]
-    pub fn expires_at(&self, created_at: UnixTime, last_activity: UnixTime) -> UnixTime {
+    pub fn expires_at(&self, created_at: i64, last_activity: i64) -> i64 {
         last_activity
             .saturating_add(self.idle_timeout)
             .min(self.absolute_deadline(created_at))
@@ -125,7 +128,7 @@ impl SessionPolicy {
     /// The moment the session ends however active it is; a "remember me" cookie lives
     /// until then.
     #[must_use]
-    pub fn absolute_deadline(&self, created_at: UnixTime) -> UnixTime {
+    pub fn absolute_deadline(&self, created_at: i64) -> i64 {
         created_at.saturating_add(self.absolute_lifetime)
     }
 }

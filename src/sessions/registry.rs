@@ -8,58 +8,25 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::Expr, ActiveValue, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
-use tower_sessions::{session::Id, session_store::SessionStore};
+use tower_sessions::session_store::SessionStore;
 
-use super::stores::{hashed::SessionRef, Backend};
+use super::keys::{SessionRef, StoreKey};
 use crate::models::_entities::{user_sessions, users};
 
 /// How long rows of ended sessions stay for the record.
 const ENDED_RETENTION_HOURS: i64 = 24;
 
-/// Why a session ended, as the registry and the audit trail write it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    Logout,
-    IdleExpired,
-    AbsoluteExpired,
-    RevokedByUser,
-    RevokedByAdmin,
-    RevokedByLimit,
-    PasswordChanged,
-    UserDisabled,
-    /// Used from another browser than the one that logged in.
-    FingerprintMismatch,
-    /// Found expired or missing from the store by the cleanup.
-    Gone,
-}
-
-impl EndReason {
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::IdleExpired => "idle_expired",
-            Self::AbsoluteExpired => "absolute_expired",
-            Self::RevokedByUser => "revoked_by_user",
-            Self::RevokedByAdmin => "revoked_by_admin",
-            Self::RevokedByLimit => "revoked_by_limit",
-            Self::PasswordChanged => "password_changed",
-            Self::UserDisabled => "user_disabled",
-            Self::FingerprintMismatch => "fingerprint_mismatch",
-            Self::Gone => "gone",
-        }
-    }
-}
+pub use super::events::EndReason;
 
 /// A session as the registry records it at login.
 #[derive(Debug, Clone)]
 pub struct NewEntry {
     pub user_id: i64,
     pub session_ref: SessionRef,
-    pub store_key: Id,
+    pub store_key: StoreKey,
     pub store: &'static str,
     pub expires_at: DateTime<FixedOffset>,
     pub user_agent: String,
@@ -85,9 +52,9 @@ fn now() -> DateTime<FixedOffset> {
     Utc::now().fixed_offset()
 }
 
-/// Parses a stored key back into the store's `Id`.
+/// Parses a row's stored key back into a [`StoreKey`].
 #[must_use]
-pub fn store_key_of(row: &user_sessions::Model) -> Option<Id> {
+pub fn store_key_of(row: &user_sessions::Model) -> Option<StoreKey> {
     row.store_key.parse().ok()
 }
 
@@ -97,10 +64,11 @@ impl SessionRegistry {
         Self { db }
     }
 
-    /// Records a new session and enforces `limit` live sessions per user: the least
-    /// recently used beyond it are marked ended and returned, for the caller to delete
-    /// from the store. Concurrent logins of one user are serialized by a lock on the
-    /// user's row, so the limit holds under a burst of simultaneous logins.
+    /// Records a new session and returns the user's live sessions beyond `limit`, least
+    /// recently used, for the caller to end (record first, then row: see
+    /// [`crate::sessions::lifecycle`]). Concurrent logins of one user are serialized by a
+    /// lock on the user's row, and every login sees the same order, so a burst of
+    /// simultaneous logins ends exactly the oldest sessions beyond the limit.
     ///
     /// # Errors
     /// A database error; nothing is recorded then.
@@ -137,17 +105,9 @@ impl SessionRegistry {
             .order_by_desc(user_sessions::Column::Id)
             .all(&txn)
             .await?;
-        let evicted: Vec<_> = live.into_iter().skip(limit).collect();
-        if !evicted.is_empty() {
-            Self::mark_ended(
-                &txn,
-                evicted.iter().map(|r| r.id).collect(),
-                EndReason::RevokedByLimit,
-            )
-            .await?;
-        }
+        let over_limit: Vec<_> = live.into_iter().skip(limit).collect();
         txn.commit().await?;
-        Ok(evicted)
+        Ok(over_limit)
     }
 
     fn live_query(user_id: i64) -> sea_orm::Select<user_sessions::Entity> {
@@ -155,25 +115,6 @@ impl SessionRegistry {
             .filter(user_sessions::Column::UserId.eq(user_id))
             .filter(user_sessions::Column::EndedAt.is_null())
             .filter(user_sessions::Column::ExpiresAt.gt(now()))
-    }
-
-    async fn mark_ended<C: ConnectionTrait>(
-        db: &C,
-        ids: Vec<i64>,
-        reason: EndReason,
-    ) -> Result<(), DbErr> {
-        let now = now();
-        user_sessions::Entity::update_many()
-            .col_expr(user_sessions::Column::EndedAt, Expr::value(now))
-            .col_expr(
-                user_sessions::Column::EndReason,
-                Expr::value(reason.as_str()),
-            )
-            .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
-            .filter(user_sessions::Column::Id.is_in(ids))
-            .exec(db)
-            .await?;
-        Ok(())
     }
 
     /// Records activity (called at most once per touch interval per session).
@@ -205,7 +146,7 @@ impl SessionRegistry {
         &self,
         old: &SessionRef,
         new: &SessionRef,
-        new_key: Id,
+        new_key: StoreKey,
     ) -> Result<(), DbErr> {
         let now = now();
         user_sessions::Entity::update_many()
@@ -222,24 +163,55 @@ impl SessionRegistry {
         Ok(())
     }
 
-    /// Marks one session ended; its row, if it was live.
+    /// Marks one session ended; whether this call ended it (`false` when it had ended
+    /// already, e.g. two logins past the limit ending the same session at once). One
+    /// conditional UPDATE, so of two concurrent calls exactly one sees `true`.
     ///
     /// # Errors
     /// A database error.
-    pub async fn end(
-        &self,
-        session_ref: &SessionRef,
-        reason: EndReason,
-    ) -> Result<Option<user_sessions::Model>, DbErr> {
-        let row = user_sessions::Entity::find()
+    pub async fn end(&self, session_ref: &SessionRef, reason: EndReason) -> Result<bool, DbErr> {
+        let now = now();
+        let ended = user_sessions::Entity::update_many()
+            .col_expr(user_sessions::Column::EndedAt, Expr::value(now))
+            .col_expr(
+                user_sessions::Column::EndReason,
+                Expr::value(reason.as_str()),
+            )
+            .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
             .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
             .filter(user_sessions::Column::EndedAt.is_null())
-            .one(&self.db)
-            .await?;
-        if let Some(row) = &row {
-            Self::mark_ended(&self.db, vec![row.id], reason).await?;
-        }
-        Ok(row)
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(ended > 0)
+    }
+
+    /// Whether `session_ref` names a session the registry knows and has not ended.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn is_live(&self, session_ref: &SessionRef) -> Result<bool, DbErr> {
+        Ok(user_sessions::Entity::find()
+            .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+            .count(&self.db)
+            .await?
+            > 0)
+    }
+
+    /// Whether the registry holds `session_ref` as ended (rows of ended sessions are kept
+    /// for a day after the end).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn is_ended(&self, session_ref: &SessionRef) -> Result<bool, DbErr> {
+        Ok(user_sessions::Entity::find()
+            .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
+            .filter(user_sessions::Column::EndedAt.is_not_null())
+            .count(&self.db)
+            .await?
+            > 0)
     }
 
     /// A user's live sessions, most recently used first.
@@ -315,7 +287,7 @@ impl SessionRegistry {
     ///
     /// # Errors
     /// A database error.
-    pub async fn prune(&self, store: &Backend) -> Result<PruneReport, DbErr> {
+    pub async fn prune<S: SessionStore>(&self, store: &S) -> Result<PruneReport, DbErr> {
         let mut report = PruneReport::default();
         let now = now();
         let open = user_sessions::Entity::find()
@@ -327,8 +299,12 @@ impl SessionRegistry {
             let vanished = match store_key_of(&row) {
                 _ if row.expires_at <= now => true,
                 None => true,
-                // A store that does not answer proves nothing: keep the row.
-                Some(key) => matches!(store.load(&key).await, Ok(None)),
+                // A store that does not answer proves nothing: keep the row. A record it
+                // cannot read is no session.
+                Some(key) => matches!(
+                    store.load(key.as_id()).await,
+                    Ok(None) | Err(tower_sessions::session_store::Error::Decode(_))
+                ),
             };
             if vanished {
                 gone.push(row.id);

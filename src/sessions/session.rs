@@ -8,15 +8,17 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 use time::OffsetDateTime;
 use tower_sessions::{Expiry, Session};
 
+use crate::views::session::SessionView;
+
 use super::{
-    audit::{AuditEvent, EventKind},
     csrf,
     data::{ClientInfo, SessionData},
     error::SessionError,
+    events::EndReason,
     layer::ServedToUser,
-    policy::{UnixTime, Verdict},
-    registry::{EndReason, NewEntry},
+    policy::Verdict,
     stores::hashed::SessionRef,
+    time::{now, rfc3339, UnixTime},
     Sessions,
 };
 
@@ -32,9 +34,9 @@ use super::{
 /// ```
 #[derive(Debug, Clone)]
 pub struct AppSession {
-    session: Session,
-    sessions: Arc<Sessions>,
-    data: Option<SessionData>,
+    pub(super) session: Session,
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) data: Option<SessionData>,
 }
 
 /// Whether reading the session is the user's activity. An open tab's background status
@@ -45,43 +47,10 @@ pub enum Activity {
     Background,
 }
 
-/// The session as the dashboard and `/api/session` show it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionView {
-    pub authenticated: bool,
-    pub user_id: Option<i64>,
-    pub active_platform_id: Option<i64>,
-    pub created_at: String,
-    pub last_activity: String,
-    pub expires_at: String,
-    pub persistent: bool,
-    pub store: &'static str,
-}
-
 /// How long a store keeps a record past the moment the policy ends it. Within this
 /// window the app itself finds the session expired, so it can say why (idle or absolute)
 /// in the registry and the audit trail; after it the store drops the record by itself.
 pub const STORE_GRACE_SECS: i64 = 60;
-
-pub(crate) fn now() -> UnixTime {
-    OffsetDateTime::now_utc().unix_timestamp()
-}
-
-fn rfc3339(t: UnixTime) -> String {
-    OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn chrono_time(t: UnixTime) -> chrono::DateTime<chrono::FixedOffset> {
-    chrono::DateTime::from_timestamp(t, 0)
-        .unwrap_or_default()
-        .fixed_offset()
-}
 
 impl AppSession {
     /// Loads the session behind `session` and applies the policy to it, for a request
@@ -95,29 +64,37 @@ impl AppSession {
         client: &ClientInfo,
         activity: Activity,
     ) -> Result<Self, SessionError> {
-        let stored = match session.get::<SessionData>(SessionData::KEY).await {
-            Ok(data) => data,
-            // A record we cannot decode is no session, never an error page.
-            Err(tower_sessions::session::Error::SerdeJson(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
+        use tower_sessions::{session::Error, session_store::Error as StoreError};
+        let read = session.get::<SessionData>(SessionData::KEY).await;
         let mut this = Self {
             session,
             sessions,
             data: None,
         };
+        let stored = match read {
+            Ok(data) => data,
+            // A record that cannot be decoded or opened is no session, never an error page.
+            Err(Error::SerdeJson(e)) => {
+                this.discard_unreadable(&e.to_string()).await?;
+                return Ok(this);
+            }
+            Err(Error::Store(StoreError::Decode(reason))) => {
+                this.discard_unreadable(&reason).await?;
+                return Ok(this);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(mut data) = stored else {
             return Ok(this);
         };
+        if !this.confirm_migrated(&data).await? {
+            return Ok(this);
+        }
         if !data.fingerprint.is_empty() && data.fingerprint != this.sessions.fingerprint(client) {
             // The ID is being used from another browser than the one that logged in: a
             // stolen cookie, most likely. End the session for both.
             this.data = Some(data);
-            this.end(
-                EventKind::FingerprintMismatch,
-                EndReason::FingerprintMismatch,
-            )
-            .await?;
+            this.end(EndReason::FingerprintMismatch).await?;
             return Ok(this);
         }
         let now = now();
@@ -137,13 +114,11 @@ impl AppSession {
             }
             Verdict::IdleExpired => {
                 this.data = Some(data);
-                this.end(EventKind::IdleExpired, EndReason::IdleExpired)
-                    .await?;
+                this.end(EndReason::IdleExpired).await?;
             }
             Verdict::AbsoluteExpired => {
                 this.data = Some(data);
-                this.end(EventKind::AbsoluteExpired, EndReason::AbsoluteExpired)
-                    .await?;
+                this.end(EndReason::AbsoluteExpired).await?;
             }
         }
         Ok(this)
@@ -198,127 +173,6 @@ impl AppSession {
             .is_some_and(|d| csrf::tokens_match(&d.csrf_token, submitted))
     }
 
-    /// Logs `user_id` in: the session gets a new ID (the old record is deleted at once, so
-    /// a fixated ID is worthless), fresh timestamps and a fresh CSRF token. The session is
-    /// registered; past the per-user limit the least recently used sessions end.
-    ///
-    /// # Errors
-    /// When the store or the registry fails.
-    pub async fn log_in(
-        &mut self,
-        user_id: i64,
-        remember: bool,
-        client: ClientInfo,
-    ) -> Result<(), SessionError> {
-        if self.user_id().is_some() {
-            // Logging in over a logged-in session ends that one.
-            self.end_registration(self.session_ref().as_ref(), EndReason::Logout)
-                .await;
-        }
-        self.session.cycle_id().await?;
-        let now = now();
-        let data = SessionData {
-            user_id: Some(user_id),
-            created_at: now,
-            last_activity: now,
-            remember,
-            user_agent: client.user_agent.clone(),
-            ip: client.ip.clone(),
-            csrf_token: csrf::new_token(),
-            active_platform_id: None,
-            fingerprint: self.sessions.fingerprint(&client),
-            flash: None,
-        };
-        self.write(&data).await?;
-        // Saved now, not by the middleware: the registry needs the new ID.
-        self.session.save().await?;
-        let id = self.session.id().ok_or(SessionError::NotInstalled)?;
-        let session_ref = self.sessions.session_ref(&id);
-        let evicted = self
-            .sessions
-            .registry()
-            .register(
-                NewEntry {
-                    user_id,
-                    session_ref: session_ref.clone(),
-                    store_key: self.sessions.hasher().store_key(&id),
-                    store: self.store_name(),
-                    expires_at: chrono_time(self.expires_at(&data)),
-                    user_agent: client.user_agent.clone(),
-                    ip: client.ip.clone(),
-                },
-                self.sessions.config().max_per_user,
-            )
-            .await?;
-        for row in &evicted {
-            // The registry already marked them ended; take them out of the store.
-            self.sessions
-                .revoke(row, EndReason::RevokedByLimit, None)
-                .await?;
-        }
-        let audit = self.sessions.audit();
-        for kind in [EventKind::Created, EventKind::Login] {
-            audit.record(
-                AuditEvent::new(kind)
-                    .user(Some(user_id))
-                    .session(Some(session_ref.clone()))
-                    .client(client.clone()),
-            );
-        }
-        self.data = Some(data);
-        Ok(())
-    }
-
-    /// Logs out: deletes the record now; the response clears the cookie.
-    ///
-    /// # Errors
-    /// When the store cannot delete the record.
-    pub async fn log_out(&mut self) -> Result<(), SessionError> {
-        self.end(EventKind::Logout, EndReason::Logout).await
-    }
-
-    /// Ends the session because its user may no longer use it (deleted or disabled).
-    ///
-    /// # Errors
-    /// When the store cannot delete the record.
-    pub async fn end_for(&mut self, reason: EndReason) -> Result<(), SessionError> {
-        self.end(EventKind::Revoked, reason).await
-    }
-
-    /// Gives the session a new ID (the old one dies at once) and a new CSRF token, keeping
-    /// who is logged in. Used after a privilege change such as a new password.
-    ///
-    /// # Errors
-    /// When the store or the registry fails.
-    pub async fn rotate(&mut self, reason: &str) -> Result<(), SessionError> {
-        let Some(mut data) = self.data.clone() else {
-            return Ok(());
-        };
-        let old_ref = self.session_ref();
-        self.session.cycle_id().await?;
-        data.csrf_token = csrf::new_token();
-        data.last_activity = now();
-        self.write(&data).await?;
-        self.session.save().await?;
-        let id = self.session.id().ok_or(SessionError::NotInstalled)?;
-        let new_ref = self.sessions.session_ref(&id);
-        if let Some(old_ref) = &old_ref {
-            self.sessions
-                .registry()
-                .rotate(old_ref, &new_ref, self.sessions.hasher().store_key(&id))
-                .await?;
-        }
-        self.sessions.audit().record(
-            AuditEvent::new(EventKind::Rotated)
-                .user(data.user_id)
-                .session(Some(new_ref))
-                .client(self.client())
-                .reason(reason),
-        );
-        self.data = Some(data);
-        Ok(())
-    }
-
     /// Makes `platform_id` the session's active platform connection.
     ///
     /// # Errors
@@ -335,15 +189,7 @@ impl AppSession {
         }
         data.active_platform_id = platform_id;
         self.write(&data).await?;
-        self.sessions.audit().record(
-            AuditEvent::new(EventKind::PlatformSwitched)
-                .user(data.user_id)
-                .session(self.session_ref())
-                .client(self.client())
-                .reason(
-                    platform_id.map_or_else(|| "none".to_string(), |id| format!("platform {id}")),
-                ),
-        );
+        self.audit_platform_switch(data.user_id, platform_id);
         self.data = Some(data);
         Ok(())
     }
@@ -393,7 +239,7 @@ impl AppSession {
         })
     }
 
-    fn expires_at(&self, data: &SessionData) -> UnixTime {
+    pub(super) fn expires_at(&self, data: &SessionData) -> UnixTime {
         self.sessions
             .config()
             .policy
@@ -402,57 +248,13 @@ impl AppSession {
 
     /// Writes `data` and the record's server-side expiry. The expiry is not part of the
     /// record tower-sessions loads, so it is set again on every write, here and only here.
-    async fn write(&self, data: &SessionData) -> Result<(), SessionError> {
+    pub(super) async fn write(&self, data: &SessionData) -> Result<(), SessionError> {
         let store_expiry = self.expires_at(data).saturating_add(STORE_GRACE_SECS);
         let expires_at = OffsetDateTime::from_unix_timestamp(store_expiry)
             .map_err(|e| SessionError::Corrupt(e.to_string()))?;
         self.session
             .set_expiry(Some(Expiry::AtDateTime(expires_at)));
         self.session.insert(SessionData::KEY, data).await?;
-        Ok(())
-    }
-
-    /// Keeps the registry's "last seen" in step with the touch (once per interval). A
-    /// registry failure is logged, never the user's problem.
-    async fn record_touch(&self, data: &SessionData) {
-        let (Some(_), Some(session_ref)) = (data.user_id, self.session_ref()) else {
-            return;
-        };
-        let expires_at = chrono_time(self.expires_at(data));
-        if let Err(error) = self
-            .sessions
-            .registry()
-            .touch(&session_ref, expires_at)
-            .await
-        {
-            tracing::warn!(%error, session = %session_ref, "registry touch failed");
-        }
-    }
-
-    /// Marks the registry row ended; a failure is logged (the cleanup prunes the row).
-    async fn end_registration(&self, session_ref: Option<&SessionRef>, reason: EndReason) {
-        if let Some(session_ref) = session_ref {
-            if let Err(error) = self.sessions.registry().end(session_ref, reason).await {
-                tracing::warn!(%error, session = %session_ref, "registry end failed");
-            }
-        }
-    }
-
-    async fn end(&mut self, kind: EventKind, reason: EndReason) -> Result<(), SessionError> {
-        let user_id = self.user_id();
-        let session_ref = self.session_ref();
-        self.session.flush().await?;
-        if user_id.is_some() {
-            self.end_registration(session_ref.as_ref(), reason).await;
-            self.sessions.audit().record(
-                AuditEvent::new(kind)
-                    .user(user_id)
-                    .session(session_ref)
-                    .client(self.client())
-                    .reason(reason.as_str()),
-            );
-        }
-        self.data = None;
         Ok(())
     }
 }

@@ -5,47 +5,18 @@
 //! with one line naming the key, e.g.
 //! `settings.sessions.store: unknown variant `disk`, expected one of `memory`, `file`, `redis``.
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use loco_rs::environment::Environment;
 use serde::Deserialize;
 
-use super::{policy::SessionPolicy, stores::encrypted::EncryptionKeys};
+use super::policy::{PolicyError, SessionPolicy};
+use super::stores::encrypted::EncryptionKeys;
 
 /// Shortest accepted `SESSION_SECRET`: the HMAC key for session refs needs 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
 
-/// Where session records live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    /// In the process: lost at exit. For tests.
-    Memory,
-    /// One file per session under `dir`: survives restarts. For development.
-    File,
-    /// Redis at `redis.url`, shared by every app instance. For production.
-    Redis,
-    /// A table in the app's SQL database. For deployments without Redis.
-    Database,
-}
-
-impl StoreKind {
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Memory => "memory",
-            Self::File => "file",
-            Self::Redis => "redis",
-            Self::Database => "database",
-        }
-    }
-}
-
-impl fmt::Display for StoreKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use super::stores::ops::StoreKind;
 
 /// `settings.sessions` as written in `config/{env}.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +50,11 @@ pub struct SessionSettings {
     /// encrypts, all decrypt. Unset: one key derived from the secret.
     #[serde(default)]
     pub encryption_keys: Option<String>,
+    /// `SESSION_ENCRYPTION_KEEP_DERIVED_KEY`: with `encryption_keys` set, the key derived
+    /// from the secret still opens records (it never seals), so moving from the derived key
+    /// to a key list logs nobody out. Turn it off once the absolute lifetime has passed.
+    #[serde(default = "default_true")]
+    pub encryption_keep_derived_key: bool,
     /// Bind a logged-in session to the browser's user agent, and optionally its network.
     #[serde(default)]
     pub fingerprint: FingerprintSettings,
@@ -213,6 +189,10 @@ const fn default_idle_timeout() -> u64 {
 const fn default_absolute_lifetime() -> u64 {
     7 * 24 * 3600
 }
+const fn default_true() -> bool {
+    true
+}
+
 const fn default_max_per_user() -> usize {
     10
 }
@@ -240,6 +220,12 @@ pub struct SettingsError {
     pub reason: String,
 }
 
+impl From<PolicyError> for SettingsError {
+    fn from(error: PolicyError) -> Self {
+        Self::new(error.key, error.reason)
+    }
+}
+
 impl SettingsError {
     fn new(key: &str, reason: impl Into<String>) -> Self {
         Self {
@@ -249,27 +235,7 @@ impl SettingsError {
     }
 }
 
-/// The secret that keys session-ID hashes. Its `Debug` never shows the value.
-#[derive(Clone)]
-pub struct SessionSecret(Vec<u8>);
-
-impl SessionSecret {
-    #[must_use]
-    pub const fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes)
-    }
-
-    #[must_use]
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SessionSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionSecret(..)")
-    }
-}
+pub use super::keys::SessionSecret;
 
 /// How the session cookie is written, after the `__Host-` rules were checked.
 #[derive(Debug, Clone)]
@@ -396,8 +362,15 @@ impl SessionConfig {
                     .map(str::trim)
                     .filter(|k| !k.is_empty())
                 {
-                    Some(list) => EncryptionKeys::parse(list)
-                        .map_err(|reason| SettingsError::new("encryption_keys", reason))?,
+                    Some(list) => {
+                        let keys = EncryptionKeys::parse(list)
+                            .map_err(|e| SettingsError::new("encryption_keys", e.to_string()))?;
+                        if settings.encryption_keep_derived_key {
+                            keys.also_opening_with(&EncryptionKeys::derive(&secret_bytes))
+                        } else {
+                            keys
+                        }
+                    }
                     None => EncryptionKeys::derive(&secret_bytes),
                 },
             )
@@ -419,7 +392,7 @@ impl SessionConfig {
         Ok(Self {
             store: settings.store,
             dir: settings.dir,
-            secret: SessionSecret(secret.into_bytes()),
+            secret: SessionSecret::new(secret.into_bytes()),
             policy,
             max_per_user: settings.max_per_user,
             max_record_bytes: settings.max_record_bytes,

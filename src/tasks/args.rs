@@ -51,7 +51,7 @@ pub async fn migrate_if_configured(ctx: &AppContext) -> Result<(), Error> {
 /// When the settings are unusable or a migration fails.
 pub async fn sessions(ctx: &AppContext) -> Result<Arc<Sessions>, Error> {
     migrate_if_configured(ctx).await?;
-    Sessions::from_context(ctx).map_err(Error::Message)
+    Sessions::from_context(ctx).map_err(|e| Error::Message(e.to_string()))
 }
 
 /// The account `email` names.

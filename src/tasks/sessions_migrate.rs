@@ -59,10 +59,12 @@ impl Task for SessionsMigrate {
             ));
         }
         let sessions = args::sessions(ctx).await?;
-        let open =
-            |kind| Backend::open_kind(kind, sessions.config(), &ctx.db).map_err(Error::Message);
+        let open = |kind| {
+            Backend::open_kind(kind, sessions.config(), &ctx.db)
+                .map_err(|e| Error::Message(e.to_string()))
+        };
         let (source, target) = (open(from)?, open(to)?);
-        let report = maintenance::migrate(&source, &target)
+        let report = maintenance::migrate(sessions.registry(), &source, &target)
             .await
             .map_err(|e| Error::Message(format!("sessions_migrate: {e}")))?;
         let relabelled = sessions

@@ -3,4 +3,6 @@
 pub mod admin;
 pub mod charts;
 pub mod device;
+pub mod session;
+pub mod sessions;
 pub mod time;

@@ -124,3 +124,54 @@ async fn bad_keys_stop_the_start_naming_the_setting() {
         "{error}"
     );
 }
+
+/// Moving from the key derived from `SESSION_SECRET` to `SESSION_ENCRYPTION_KEYS`: the
+/// derived key keeps opening records (it never seals) until the operator drops it with
+/// `encryption_keep_derived_key: false`, so the switch logs nobody out.
+#[tokio::test]
+async fn switching_from_the_derived_key_to_a_key_list_logs_nobody_out() {
+    let derived = TestApp::with(Settings {
+        sessions: json!({"store": "file", "encrypt": true}),
+        ..Settings::default()
+    })
+    .await;
+    derived.create_user("rae@example.com", false).await;
+    let (_, id) = derived.browser_logged_in_as("rae@example.com").await;
+    let scratch = derived.scratch();
+    drop(derived);
+
+    let listed = TestApp::with(with_keys(&key(4), Some(scratch.clone()))).await;
+    // `/api/session` reads without writing, so the record stays sealed with the derived key.
+    let api: Value = listed
+        .browser()
+        .get("/api/session")
+        .add_header("cookie", format!("session={id}"))
+        .await
+        .json();
+    assert_eq!(
+        api["authenticated"], true,
+        "still logged in after the switch"
+    );
+    drop(listed);
+
+    // What kept the session was the derived key: once dropped, the record (still sealed
+    // with it) no longer opens, and is no session rather than an error page.
+    let dropped = TestApp::with(Settings {
+        sessions: json!({
+            "store": "file",
+            "encrypt": true,
+            "encryption_keys": key(4),
+            "encryption_keep_derived_key": false,
+        }),
+        share_with: Some(scratch),
+        ..Settings::default()
+    })
+    .await;
+    let page = dropped
+        .browser()
+        .get("/dashboard")
+        .add_header("cookie", format!("session={id}"))
+        .await;
+    assert_eq!(page.status_code(), 303);
+    assert_eq!(location(&page), "/login");
+}

@@ -135,7 +135,7 @@ async fn rows_of_sessions_gone_from_the_store_are_pruned() {
         .sessions()
         .hasher()
         .store_key(&crate::support::parse_id(&id));
-    tower_sessions::session_store::SessionStore::delete(app.sessions().backend(), &key)
+    tower_sessions::session_store::SessionStore::delete(app.sessions().backend(), key.as_id())
         .await
         .expect("delete");
     let report = app

@@ -6,8 +6,6 @@
 //! every load; expired rows are deleted by [`DatabaseStore::sweep_expired`] (the cleanup).
 //! `save` updates only an existing row, so a late save never brings back a deleted session.
 
-use std::time::{Duration, Instant};
-
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, Utc};
 use sea_orm::{
@@ -19,6 +17,7 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
+use super::ops::{Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 use crate::models::_entities::session_records;
 
 /// The SQL-backed session store.
@@ -47,36 +46,6 @@ impl DatabaseStore {
         Self { db }
     }
 
-    /// Round trip of a trivial query, for health checks.
-    ///
-    /// # Errors
-    /// When the database does not answer.
-    pub async fn ping(&self) -> Result<Duration, sea_orm::DbErr> {
-        let start = Instant::now();
-        self.db.ping().await?;
-        Ok(start.elapsed())
-    }
-
-    /// Live records and the bytes they take, for monitoring.
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn usage(&self) -> Result<(u64, u64), sea_orm::DbErr> {
-        let now = Utc::now().fixed_offset();
-        let rows = session_records::Entity::find()
-            .filter(session_records::Column::ExpiresAt.gt(now))
-            .count(&self.db)
-            .await?;
-        let lengths: Vec<String> = session_records::Entity::find()
-            .select_only()
-            .column(session_records::Column::Record)
-            .filter(session_records::Column::ExpiresAt.gt(now))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        Ok((rows, lengths.iter().map(|r| r.len() as u64).sum()))
-    }
-
     /// Deletes expired rows; how many.
     ///
     /// # Errors
@@ -88,20 +57,68 @@ impl DatabaseStore {
             .await?
             .rows_affected)
     }
+}
 
-    /// The keys of every live record.
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn keys(&self) -> Result<Vec<Id>, sea_orm::DbErr> {
+#[async_trait]
+impl StoreOps for DatabaseStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::Database
+    }
+
+    /// Every live record's key.
+    async fn keys(&self) -> Result<Vec<Id>, StoreError> {
         let ids: Vec<String> = session_records::Entity::find()
             .select_only()
             .column(session_records::Column::Id)
             .filter(session_records::Column::ExpiresAt.gt(Utc::now().fixed_offset()))
             .into_tuple()
             .all(&self.db)
-            .await?;
+            .await
+            .map_err(|e| StoreError::failed(StoreKind::Database, "list keys", e))?;
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    async fn sweep(&self, _progress: Progress) -> Result<StoreSweep, StoreError> {
+        let expired = self
+            .sweep_expired()
+            .await
+            .map_err(|e| StoreError::failed(StoreKind::Database, "sweep", e))?;
+        Ok(StoreSweep {
+            expired,
+            ..StoreSweep::default()
+        })
+    }
+
+    /// Live records and the bytes they take.
+    async fn usage(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let failed = |e: sea_orm::DbErr| StoreError::failed(StoreKind::Database, "count rows", e);
+        let now = Utc::now().fixed_offset();
+        let rows = session_records::Entity::find()
+            .filter(session_records::Column::ExpiresAt.gt(now))
+            .count(&self.db)
+            .await
+            .map_err(failed)?;
+        let lengths: Vec<String> = session_records::Entity::find()
+            .select_only()
+            .column(session_records::Column::Record)
+            .filter(session_records::Column::ExpiresAt.gt(now))
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(failed)?;
+        Ok(vec![
+            ("rows", rows),
+            ("bytes", lengths.iter().map(|r| r.len() as u64).sum()),
+        ])
+    }
+
+    /// A round trip of a trivial query.
+    async fn ping(&self) -> Result<String, StoreError> {
+        self.db
+            .ping()
+            .await
+            .map(|()| "database answered".to_string())
+            .map_err(|e| StoreError::failed(StoreKind::Database, "answer a ping", e))
     }
 }
 
@@ -150,15 +167,19 @@ impl SessionStore for DatabaseStore {
             .one(&self.db)
             .await
             .map_err(backend)?;
-        Ok(
-            row.and_then(|row| match serde_json::from_str::<Record>(&row.record) {
-                Ok(record) if record.id == *session_id => Some(record),
-                _ => {
-                    tracing::warn!("unreadable session row treated as no session");
-                    None
-                }
-            }),
-        )
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        match serde_json::from_str::<Record>(&row.record) {
+            Ok(record) if record.id == *session_id => Ok(Some(record)),
+            // Reported, not hidden: the session layer removes and audits it.
+            Ok(_) => Err(session_store::Error::Decode(format!(
+                "database store: row {session_id} holds another session's record"
+            ))),
+            Err(error) => Err(session_store::Error::Decode(format!(
+                "database store: row {session_id} is not a session record: {error}"
+            ))),
+        }
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {

@@ -36,8 +36,7 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
-use super::hashed::IdHasher;
-use crate::sessions::audit::{AuditEvent, AuditLog, EventKind};
+use crate::sessions::data::MIGRATED;
 
 /// A record's data, as tower-sessions keeps it.
 type Data = HashMap<String, Value>;
@@ -49,6 +48,15 @@ const VERSION_JSON: u8 = 1;
 const VERSION: u8 = 2;
 const KEY_ID_LEN: usize = 4;
 const NONCE_LEN: usize = 24;
+
+/// An entry of `SESSION_ENCRYPTION_KEYS` that is not a key, counted from 1.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyListError {
+    #[error("key {index} is not base64")]
+    NotBase64 { index: usize },
+    #[error("key {index} is {len} bytes; each key must be 32")]
+    WrongLength { index: usize, len: usize },
+}
 
 /// The keys records are sealed with: the first seals, every one opens.
 #[derive(Clone)]
@@ -80,19 +88,19 @@ impl EncryptionKeys {
     ///
     /// # Errors
     /// Which entry is not 32 bytes of base64.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub fn parse(list: &str) -> Result<Self, KeyListError> {
         let mut raw = Vec::new();
-        for (index, entry) in list.split(',').map(str::trim).enumerate() {
+        for (index, entry) in (1..).zip(list.split(',').map(str::trim)) {
             let bytes = STANDARD
                 .decode(entry)
-                .map_err(|_| format!("key {} is not base64", index + 1))?;
-            let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-                format!(
-                    "key {} is {} bytes; each key must be 32",
-                    index + 1,
-                    b.len()
-                )
-            })?;
+                .map_err(|_| KeyListError::NotBase64 { index })?;
+            let key: [u8; 32] =
+                bytes
+                    .try_into()
+                    .map_err(|b: Vec<u8>| KeyListError::WrongLength {
+                        index,
+                        len: b.len(),
+                    })?;
             raw.push(key);
         }
         Ok(Self::from_raw(&raw))
@@ -106,6 +114,18 @@ impl EncryptionKeys {
             .expand(b"record sealing key v1", &mut key)
             .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
         Self::from_raw(&[key])
+    }
+
+    /// These keys, then `other`'s as opening keys only (the first key still seals); a key
+    /// listed in both is kept once.
+    #[must_use]
+    pub fn also_opening_with(mut self, other: &Self) -> Self {
+        for (id, cipher) in &other.keys {
+            if !self.keys.iter().any(|(known, _)| known == id) {
+                self.keys.push((*id, cipher.clone()));
+            }
+        }
+        self
     }
 
     fn seal(&self, key_id: &Id, data: &Data) -> Option<String> {
@@ -165,17 +185,15 @@ pub struct Encrypted<S> {
     inner: S,
     keys: Option<Arc<EncryptionKeys>>,
     failures: Arc<AtomicU64>,
-    audit: Option<AuditLog>,
 }
 
 impl<S> Encrypted<S> {
-    /// Seals with `keys` (or passes through without), auditing records that do not open.
-    pub fn new(inner: S, keys: Option<EncryptionKeys>, audit: Option<AuditLog>) -> Self {
+    /// Seals with `keys`, or passes records through without.
+    pub fn new(inner: S, keys: Option<EncryptionKeys>) -> Self {
         Self {
             inner,
             keys: keys.map(Arc::new),
             failures: Arc::default(),
-            audit,
         }
     }
 
@@ -203,28 +221,30 @@ impl<S> Encrypted<S> {
         })
     }
 
-    fn opened(&self, record: Record) -> Option<Record> {
+    /// The record with its data opened. A record that does not open is a decode error,
+    /// as tower-sessions reports any record it cannot read: the session layer above
+    /// removes it and audits it as no session.
+    fn opened(&self, record: Record) -> session_store::Result<Record> {
         let Some(keys) = &self.keys else {
-            return Some(record);
+            return Ok(record);
         };
-        let data = record
+        let Some(mut data) = record
             .data
             .get(SEALED)
             .and_then(Value::as_str)
-            .and_then(|sealed| keys.open(&record.id, sealed));
-        if data.is_none() {
+            .and_then(|sealed| keys.open(&record.id, sealed))
+        else {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            let session_ref = IdHasher::ref_of_key(&record.id);
-            tracing::warn!(session = %session_ref, "session record does not decrypt; treated as no session");
-            if let Some(audit) = &self.audit {
-                audit.record(
-                    AuditEvent::new(EventKind::StoreError)
-                        .session(Some(session_ref))
-                        .reason("record does not decrypt"),
-                );
-            }
+            return Err(session_store::Error::Decode(
+                "record does not decrypt".into(),
+            ));
+        };
+        // The migration's mark sits beside the sealed value (the migration copies records
+        // without opening them); it must reach the session layer.
+        if let Some(mark) = record.data.get(MIGRATED) {
+            data.insert(MIGRATED.to_string(), mark.clone());
         }
-        data.map(|data| Record { data, ..record })
+        Ok(Record { data, ..record })
     }
 }
 
@@ -246,11 +266,11 @@ impl<S: SessionStore + Clone> SessionStore for Encrypted<S> {
     }
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
-        Ok(self
-            .inner
+        self.inner
             .load(session_id)
             .await?
-            .and_then(|record| self.opened(record)))
+            .map(|record| self.opened(record))
+            .transpose()
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
@@ -333,13 +353,17 @@ mod tests {
     #[test]
     fn bad_key_lists_are_refused_with_the_entry() {
         assert_eq!(
-            EncryptionKeys::parse("not base64!").err().as_deref(),
+            EncryptionKeys::parse("not base64!")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
             Some("key 1 is not base64")
         );
         let short = STANDARD.encode([0u8; 16]);
         assert_eq!(
             EncryptionKeys::parse(&format!("{},{short}", key(1)))
                 .err()
+                .map(|e| e.to_string())
                 .as_deref(),
             Some("key 2 is 16 bytes; each key must be 32")
         );

@@ -7,8 +7,9 @@
 //!   exists, under an exclusive `flock` of it, re-checked after the lock is taken, and
 //!   `delete` takes the same lock. A late save racing a logout (or two app instances on
 //!   one directory) cannot bring the record back.
-//! - Expiry is checked on every load; expired and unreadable files read as "no session"
-//!   and are left to [`FileStore::sweep_expired`], which never stops at one bad file.
+//! - Expiry is checked on every load: an expired file reads as "no session", an unreadable
+//!   one as a decode error (the session layer removes and audits it); both are also left
+//!   to [`FileStore::sweep_expired`], which never stops at one bad file.
 //! - The directory is 0700 and files are 0600: a record is a bearer credential.
 //! - Blocking file I/O runs on Tokio's blocking pool, never on the async workers.
 //! - No fsync: a crash may lose a session's last write, never expose a partial one.
@@ -30,6 +31,8 @@ use tower_sessions::{
     session::{Id, Record},
     session_store::{self, SessionStore},
 };
+
+use super::ops::{Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 
 /// Temporary files older than this were left by a crash mid-write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -87,54 +90,6 @@ impl FileStore {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Checks the directory is still there and writable, for health checks.
-    ///
-    /// # Errors
-    /// When it is not.
-    pub async fn ping(&self) -> io::Result<()> {
-        let dir = self.dir.clone();
-        blocking(move || {
-            let probe = temp_path(&dir, "health");
-            write_private(&probe, b"ok")?;
-            fs::remove_file(&probe)
-        })
-        .await
-    }
-
-    /// Counts the session files and their bytes, for monitoring.
-    ///
-    /// # Errors
-    /// When the directory cannot be listed.
-    pub async fn usage(&self) -> io::Result<(u64, u64)> {
-        let dir = self.dir.clone();
-        blocking(move || {
-            let (mut files, mut bytes) = (0, 0);
-            for entry in fs::read_dir(&*dir)?.flatten() {
-                if record_id(&entry.file_name()).is_some() {
-                    files += 1;
-                    bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
-                }
-            }
-            Ok((files, bytes))
-        })
-        .await
-    }
-
-    /// The keys of every record file (live or not; loading checks).
-    ///
-    /// # Errors
-    /// When the directory cannot be listed.
-    pub async fn keys(&self) -> io::Result<Vec<Id>> {
-        let dir = self.dir.clone();
-        blocking(move || {
-            Ok(fs::read_dir(&*dir)?
-                .flatten()
-                .filter_map(|entry| record_id(&entry.file_name()))
-                .collect())
-        })
-        .await
     }
 
     /// Removes expired and unreadable records and stale temporary files. A file that
@@ -206,14 +161,14 @@ impl SessionStore for FileStore {
         let contents = blocking(move || read_record(&path))
             .await
             .map_err(backend)?;
-        Ok(match contents {
-            Contents::Live(record) if record.id == id => Some(record),
-            Contents::Live(_) | Contents::Expired => None,
-            Contents::Unreadable => {
-                tracing::warn!("unreadable session file treated as no session");
-                None
-            }
-        })
+        match contents {
+            Contents::Live(record) if record.id == id => Ok(Some(record)),
+            Contents::Live(_) | Contents::Expired => Ok(None),
+            // Reported, not hidden: the session layer removes and audits it.
+            Contents::Unreadable => Err(session_store::Error::Decode(format!(
+                "file store: session file {id} is not a session record"
+            ))),
+        }
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
@@ -221,6 +176,76 @@ impl SessionStore for FileStore {
         blocking(move || remove_locked(&path, |_| true).map(|_| ()))
             .await
             .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl StoreOps for FileStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::File
+    }
+
+    /// Every record file, live or not (loading checks).
+    async fn keys(&self) -> Result<Vec<Id>, StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            Ok(fs::read_dir(&*dir)?
+                .flatten()
+                .filter_map(|entry| record_id(&entry.file_name()))
+                .collect())
+        })
+        .await
+        .map_err(|e| StoreError::failed(StoreKind::File, "list keys", e))
+    }
+
+    async fn sweep(&self, progress: Progress) -> Result<StoreSweep, StoreError> {
+        let report = self
+            .sweep_expired_with(move |done, total| progress(done, total))
+            .await
+            .map_err(|e| StoreError::failed(StoreKind::File, "sweep", e))?;
+        Ok(StoreSweep {
+            expired: report.expired,
+            unreadable: report.unreadable,
+            stale_temp: report.stale_temp,
+            failed: report.failed,
+        })
+    }
+
+    /// Session files and their bytes.
+    async fn usage(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let dir = self.dir.clone();
+        let (files, bytes) = blocking(move || {
+            let (mut files, mut bytes) = (0, 0);
+            for entry in fs::read_dir(&*dir)?.flatten() {
+                if record_id(&entry.file_name()).is_some() {
+                    files += 1;
+                    bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+            Ok((files, bytes))
+        })
+        .await
+        .map_err(|e| StoreError::failed(StoreKind::File, "count files", e))?;
+        Ok(vec![("files", files), ("bytes", bytes)])
+    }
+
+    /// Writes and removes a probe file: the directory is still there and writable.
+    async fn ping(&self) -> Result<String, StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            let probe = temp_path(&dir, "health");
+            write_private(&probe, b"ok")?;
+            fs::remove_file(&probe)
+        })
+        .await
+        .map(|()| format!("{} writable", self.dir.display()))
+        .map_err(|e| {
+            StoreError::failed(
+                StoreKind::File,
+                "write a probe file",
+                format!("{}: {e}", self.dir.display()),
+            )
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! The session stores, and the one type the session layer holds whatever the backend.
 //!
-//! - `memory`: tower-sessions' [`MemoryStore`], for tests;
+//! - `memory`: [`memory::MemoryStore`], for tests;
 //! - `file`: [`file::FileStore`], for development: sessions survive restarts;
 //! - `redis`: [`redis::RedisSessionStore`], for production;
 //! - `database`: [`database::DatabaseStore`], a SQL table, for deployments without Redis.
@@ -14,6 +14,8 @@ pub mod encrypted;
 pub mod file;
 pub mod hashed;
 pub mod limited;
+pub mod memory;
+pub mod ops;
 pub mod redis;
 
 use std::{
@@ -28,11 +30,14 @@ use async_trait::async_trait;
 use tower_sessions::{
     session::{Id, Record},
     session_store::{self, SessionStore},
-    MemoryStore,
 };
 
-use self::{database::DatabaseStore, file::FileStore, redis::RedisSessionStore};
-use super::settings::{SessionConfig, StoreKind};
+pub use self::ops::{StoreError, StoreKind, StoreSweep};
+use self::{
+    database::DatabaseStore, file::FileStore, memory::MemoryStore, ops::StoreOps,
+    redis::RedisSessionStore,
+};
+use super::settings::SessionConfig;
 
 /// The configured store.
 #[derive(Debug, Clone)]
@@ -41,15 +46,6 @@ pub enum Backend {
     File(FileStore),
     Redis(RedisSessionStore),
     Database(DatabaseStore),
-}
-
-/// What a cleanup of a store removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct StoreSweep {
-    pub expired: u64,
-    pub unreadable: u64,
-    pub stale_temp: u64,
-    pub failed: u64,
 }
 
 /// How a store is doing, for `/_health`, `cargo loco doctor` and the admin page.
@@ -65,95 +61,52 @@ impl Backend {
     /// Opens the store `config` names (`db` serves the `database` store).
     ///
     /// # Errors
-    /// A one-line reason naming the setting, when the store cannot be opened.
-    pub fn open(config: &SessionConfig, db: &sea_orm::DatabaseConnection) -> Result<Self, String> {
+    /// A reason naming the setting, when the store cannot be opened.
+    pub fn open(
+        config: &SessionConfig,
+        db: &sea_orm::DatabaseConnection,
+    ) -> Result<Self, StoreError> {
         Self::open_kind(config.store, config, db)
     }
 
-    /// Opens a store of `kind` with `config`'s settings (for moving sessions between stores).
+    /// Opens a store of `kind` with `config`'s settings (for moving sessions between
+    /// stores). The one place that turns a store kind into a store.
     ///
     /// # Errors
-    /// A one-line reason naming the setting, when the store cannot be opened.
+    /// A reason naming the setting, when the store cannot be opened.
     pub fn open_kind(
         kind: StoreKind,
         config: &SessionConfig,
         db: &sea_orm::DatabaseConnection,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StoreError> {
         Ok(match kind {
             StoreKind::Memory => Self::Memory(MemoryStore::default()),
-            StoreKind::File => Self::File(FileStore::open(&config.dir).map_err(|e| {
-                format!(
-                    "settings.sessions.dir: cannot use {} for sessions: {e}",
-                    config.dir.display()
-                )
+            StoreKind::File => Self::File(FileStore::open(&config.dir).map_err(|source| {
+                StoreError::Directory {
+                    dir: config.dir.clone(),
+                    source,
+                }
             })?),
-            StoreKind::Redis => Self::Redis(
-                RedisSessionStore::connect(&config.redis)
-                    .map_err(|e| format!("settings.sessions.redis.url: {e}"))?,
-            ),
+            StoreKind::Redis => Self::Redis(RedisSessionStore::connect(&config.redis)?),
             StoreKind::Database => Self::Database(DatabaseStore::new(db.clone())),
         })
     }
 
-    /// The keys of every record in the store, to copy or count them.
+    /// Checks at start what only the store can tell: that `REDIS_URL`'s topology (plain,
+    /// cluster) is the deployment's.
     ///
     /// # Errors
-    /// When the store cannot be listed (the memory store never can: it lives in one process).
-    pub async fn keys(&self) -> Result<Vec<Id>, String> {
-        match self {
-            Self::Memory(_) => {
-                Err("the memory store cannot be listed from outside its process".into())
-            }
-            Self::File(store) => store.keys().await.map_err(|e| e.to_string()),
-            Self::Redis(store) => store.keys().await.map_err(|e| e.details().to_string()),
-            Self::Database(store) => store.keys().await.map_err(|e| e.to_string()),
+    /// One line naming the setting when it is not.
+    pub async fn check_at_start(&self) -> Result<(), StoreError> {
+        if let Self::Redis(redis) = self {
+            redis.check_topology().await?;
+            tracing::info!(topology = redis.topology().name(), "Redis sessions");
         }
+        Ok(())
     }
 
-    /// Removes expired (and, for files, unreadable) records, calling `progress(done, total)`
-    /// as it goes through a directory. Redis and memory expire records by themselves:
-    /// nothing to do.
-    ///
-    /// # Errors
-    /// When the store cannot be listed.
-    pub async fn sweep(
-        &self,
-        progress: impl Fn(u64, u64) + Send + 'static,
-    ) -> Result<StoreSweep, String> {
-        match self {
-            Self::Memory(_) | Self::Redis(_) => Ok(StoreSweep::default()),
-            Self::File(store) => store
-                .sweep_expired_with(progress)
-                .await
-                .map(|r| StoreSweep {
-                    expired: r.expired,
-                    unreadable: r.unreadable,
-                    stale_temp: r.stale_temp,
-                    failed: r.failed,
-                })
-                .map_err(|e| e.to_string()),
-            Self::Database(store) => store
-                .sweep_expired()
-                .await
-                .map(|expired| StoreSweep {
-                    expired,
-                    ..StoreSweep::default()
-                })
-                .map_err(|e| e.to_string()),
-        }
-    }
-
-    #[must_use]
-    pub const fn kind(&self) -> StoreKind {
-        match self {
-            Self::Memory(_) => StoreKind::Memory,
-            Self::File(_) => StoreKind::File,
-            Self::Redis(_) => StoreKind::Redis,
-            Self::Database(_) => StoreKind::Database,
-        }
-    }
-
-    fn inner(&self) -> &dyn SessionStore {
+    /// The opened store, as every store offers itself.
+    fn ops(&self) -> &dyn StoreOps {
         match self {
             Self::Memory(store) => store,
             Self::File(store) => store,
@@ -162,46 +115,43 @@ impl Backend {
         }
     }
 
+    #[must_use]
+    pub fn kind(&self) -> StoreKind {
+        self.ops().kind()
+    }
+
+    /// The keys of every record in the store, to copy or count them.
+    ///
+    /// # Errors
+    /// When the store cannot be listed (the memory store never can: it lives in one process).
+    pub async fn keys(&self) -> Result<Vec<Id>, StoreError> {
+        self.ops().keys().await
+    }
+
+    /// Removes expired (and, for files, unreadable) records, calling `progress(done, total)`
+    /// as it goes through a directory.
+    ///
+    /// # Errors
+    /// When the store cannot be listed.
+    pub async fn sweep(
+        &self,
+        progress: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<StoreSweep, StoreError> {
+        self.ops().sweep(Arc::new(progress)).await
+    }
+
     /// What the store holds, as label and value pairs for monitoring: Redis memory and
     /// keys, or the file store's files and bytes. Empty when the store does not answer.
     pub async fn usage(&self) -> Vec<(&'static str, u64)> {
-        match self {
-            Self::Memory(_) => Vec::new(),
-            Self::File(store) => store
-                .usage()
-                .await
-                .map(|(files, bytes)| vec![("files", files), ("bytes", bytes)])
-                .unwrap_or_default(),
-            Self::Redis(store) => store
-                .usage()
-                .await
-                .map(|u| vec![("used_memory", u.used_memory), ("keys", u.keys)])
-                .unwrap_or_default(),
-            Self::Database(store) => store
-                .usage()
-                .await
-                .map(|(rows, bytes)| vec![("rows", rows), ("bytes", bytes)])
-                .unwrap_or_default(),
-        }
+        self.ops().usage().await.unwrap_or_default()
     }
 
     /// Asks the store whether it answers, and how fast.
     pub async fn health(&self) -> StoreHealth {
         let start = std::time::Instant::now();
-        let (ok, detail) = match self {
-            Self::Memory(_) => (true, "in process".to_string()),
-            Self::File(store) => match store.ping().await {
-                Ok(()) => (true, format!("{} writable", store.dir().display())),
-                Err(e) => (false, format!("{}: {e}", store.dir().display())),
-            },
-            Self::Redis(store) => match store.ping().await {
-                Ok(_) => (true, "PING answered".to_string()),
-                Err(e) => (false, format!("Redis: {}", e.details())),
-            },
-            Self::Database(store) => match store.ping().await {
-                Ok(_) => (true, "database answered".to_string()),
-                Err(e) => (false, format!("database: {e}")),
-            },
+        let (ok, detail) = match self.ops().ping().await {
+            Ok(detail) => (true, detail),
+            Err(error) => (false, error.to_string()),
         };
         StoreHealth {
             store: self.kind(),
@@ -219,16 +169,16 @@ fn duration_ms(d: Duration) -> f64 {
 #[async_trait]
 impl SessionStore for Backend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        self.inner().create(record).await
+        self.ops().create(record).await
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.inner().save(record).await
+        self.ops().save(record).await
     }
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
-        self.inner().load(session_id).await
+        self.ops().load(session_id).await
     }
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
-        self.inner().delete(session_id).await
+        self.ops().delete(session_id).await
     }
 }
 

@@ -22,10 +22,7 @@
 //! commands go through it (to follow `-MOVED`/`-ASK` during resharding) and write the
 //! released store's format: the record as MessagePack, expiring at its expiry date.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use fred::{
@@ -40,6 +37,7 @@ use tower_sessions::{
 use tower_sessions_redis_store::RedisStore;
 
 use super::cluster::{KeyCommand, PoolBuilder, SlotRouter};
+use super::ops::{Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 use crate::sessions::settings::RedisConfig;
 
 /// Reconnect forever, from 100 ms backing off to `redis.reconnect_max_delay_ms` between
@@ -101,9 +99,11 @@ impl RedisSessionStore {
     ///
     /// # Errors
     /// When `REDIS_URL` cannot be parsed or the pool cannot be built.
-    pub fn connect(config: &RedisConfig) -> Result<Self, String> {
-        let mut fred_config = FredConfig::from_url(&config.url)
-            .map_err(|e| format!("REDIS_URL is not a usable Redis URL: {}", e.details()))?;
+    pub fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
+        let mut fred_config =
+            FredConfig::from_url(&config.url).map_err(|e| StoreError::RedisUrl {
+                reason: format!("REDIS_URL is not a usable Redis URL: {}", e.details()),
+            })?;
         let max_delay = u32::try_from(config.reconnect_max_delay.as_millis()).unwrap_or(u32::MAX);
         // Keep retrying the first connection too, instead of failing every command.
         fred_config.fail_fast = false;
@@ -130,8 +130,9 @@ impl RedisSessionStore {
                 SlotRouter::new(fred_config.clone(), hosts.clone(), build, timeout),
             )),
             _ => {
-                let pool = build(fred_config.clone())
-                    .map_err(|e| format!("cannot build the Redis pool: {}", e.details()))?;
+                let pool = build(fred_config.clone()).map_err(|e| StoreError::RedisUrl {
+                    reason: format!("cannot build the Redis pool: {}", e.details()),
+                })?;
                 // The handle only reports the end of the connection tasks; the reconnect
                 // policy keeps them alive for the life of the process.
                 let _connection_task = pool.connect();
@@ -200,12 +201,16 @@ impl RedisSessionStore {
     ///
     /// # Errors
     /// A one-line reason when the topology is wrong.
-    pub async fn check_topology(&self) -> Result<(), String> {
+    pub async fn check_topology(&self) -> Result<(), StoreError> {
         let seed = match &self.config.server {
             ServerConfig::Centralized { server } => server.clone(),
             ServerConfig::Clustered { hosts, .. } => match hosts.first() {
                 Some(host) => host.clone(),
-                None => return Err("redis-cluster:// names no node".to_string()),
+                None => {
+                    return Err(StoreError::RedisUrl {
+                        reason: "redis-cluster:// names no node".to_string(),
+                    })
+                }
             },
             // The master is whatever Sentinel says; fred asks it on every (re)connect.
             ServerConfig::Sentinel { .. } => return Ok(()),
@@ -215,12 +220,16 @@ impl RedisSessionStore {
             return Ok(());
         };
         match (self.topology(), cluster_enabled) {
-            (Topology::Cluster, false) => Err(format!(
-                "redis-cluster:// names {seed}, which is not a cluster node (cluster_enabled:0); use redis://"
-            )),
-            (Topology::Single, true) => Err(format!(
-                "{seed} is a Redis Cluster node; use redis-cluster:// so keys reach the node that owns them"
-            )),
+            (Topology::Cluster, false) => Err(StoreError::RedisUrl {
+                reason: format!(
+                    "redis-cluster:// names {seed}, which is not a cluster node (cluster_enabled:0); use redis://"
+                ),
+            }),
+            (Topology::Single, true) => Err(StoreError::RedisUrl {
+                reason: format!(
+                    "{seed} is a Redis Cluster node; use redis-cluster:// so keys reach the node that owns them"
+                ),
+            }),
             _ => Ok(()),
         }
     }
@@ -256,53 +265,32 @@ impl RedisSessionStore {
             .ok()
             .flatten()
     }
+}
 
-    /// Round-trip time of a `PING`.
-    ///
-    /// # Errors
-    /// When Redis does not answer within the command timeout.
-    pub async fn ping(&self) -> Result<Duration, fred::error::Error> {
-        let start = Instant::now();
-        for pool in self.key_pools().await? {
-            let _: String = pool.ping(None).await?;
-        }
-        Ok(start.elapsed())
-    }
-
-    /// `used_memory` and the number of keys, summed over every master of a cluster.
-    ///
-    /// # Errors
-    /// When Redis does not answer.
-    pub async fn usage(&self) -> Result<RedisUsage, fred::error::Error> {
-        let mut total = RedisUsage::default();
-        for pool in self.key_pools().await? {
-            let info: String = pool.next().info(Some(InfoKind::Memory)).await?;
-            total.used_memory += info
-                .lines()
-                .find_map(|line| line.strip_prefix("used_memory:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-            total.keys += pool.next().dbsize::<u64>().await?;
-        }
-        Ok(total)
+#[async_trait]
+impl StoreOps for RedisSessionStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::Redis
     }
 
     /// The keys of every session record (on every master of a cluster): the 22-character
     /// keys of the database, which leaves out Tessera's other keys (they carry a
     /// `tessera:` prefix).
-    ///
-    /// # Errors
-    /// When Redis does not answer.
-    pub async fn keys(&self) -> Result<Vec<Id>, fred::error::Error> {
+    async fn keys(&self) -> Result<Vec<Id>, StoreError> {
         use futures::TryStreamExt;
         let pattern = "?".repeat(22);
         let mut keys: Vec<fred::types::Key> = Vec::new();
-        for pool in self.key_pools().await? {
+        for pool in self
+            .key_pools()
+            .await
+            .map_err(|e| failed("list keys", &e))?
+        {
             let found: Vec<fred::types::Key> = pool
                 .next()
                 .scan_buffered(pattern.clone(), Some(1000), None)
                 .try_collect()
-                .await?;
+                .await
+                .map_err(|e| failed("list keys", &e))?;
             keys.extend(found);
         }
         Ok(keys
@@ -310,6 +298,61 @@ impl RedisSessionStore {
             .filter_map(|k| k.as_str().and_then(|s| s.parse().ok()))
             .collect())
     }
+
+    /// Redis expires records by itself: nothing to sweep.
+    async fn sweep(&self, _progress: Progress) -> Result<StoreSweep, StoreError> {
+        Ok(StoreSweep::default())
+    }
+
+    /// `used_memory` and the number of keys, summed over every master of a cluster.
+    async fn usage(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let (mut used_memory, mut keys) = (0, 0);
+        for pool in self
+            .key_pools()
+            .await
+            .map_err(|e| failed("report usage", &e))?
+        {
+            let info: String = pool
+                .next()
+                .info(Some(InfoKind::Memory))
+                .await
+                .map_err(|e| failed("report usage", &e))?;
+            used_memory += info
+                .lines()
+                .find_map(|line| line.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            keys += pool
+                .next()
+                .dbsize::<u64>()
+                .await
+                .map_err(|e| failed("report usage", &e))?;
+        }
+        Ok(vec![("used_memory", used_memory), ("keys", keys)])
+    }
+
+    /// A `PING` to every master.
+    async fn ping(&self) -> Result<String, StoreError> {
+        for pool in self
+            .key_pools()
+            .await
+            .map_err(|e| failed("answer a ping", &e))?
+        {
+            let _: String = pool
+                .ping(None)
+                .await
+                .map_err(|e| failed("answer a ping", &e))?;
+        }
+        Ok("PING answered".to_string())
+    }
+}
+
+fn failed(operation: &'static str, error: &fred::error::Error) -> StoreError {
+    StoreError::failed(
+        StoreKind::Redis,
+        operation,
+        format!("Redis: {}", error.details()),
+    )
 }
 
 fn backend(error: fred::error::Error) -> session_store::Error {

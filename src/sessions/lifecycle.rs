@@ -1,0 +1,478 @@
+//! The session lifecycle: every way a session starts, changes its ID or ends, in one place.
+//!
+//! Each operation writes the store, the registry and the audit trail in one order, chosen
+//! so that a step that fails leaves no half state behind:
+//!
+//! - **start** ([`AppSession::log_in`]): store, then registry, then audit. When the
+//!   registry refuses the new session its record is deleted again and no cookie is issued:
+//!   a session the registry does not know could never be listed or revoked.
+//! - **rotate** ([`AppSession::rotate`]): store, then registry; a registry failure ends the
+//!   session rather than leaving a record under a key no row points to.
+//! - **end** (logout, expiry, stolen cookie, disabled user) and **revoke** (one, a user's,
+//!   everyone's, on a password change, on disabling): store first, then registry, then
+//!   audit. A record is gone before any row says "ended"; a registry failure after that
+//!   leaves a row whose record is gone, which the cleanup prunes. So a record the registry
+//!   marks ended is never left in the store.
+//!
+//! Controllers call these and the query functions at the end ([`Sessions::live_sessions_of`]
+//! and friends); they never reach the registry or the audit trail directly.
+
+use tower_sessions::session_store::SessionStore;
+
+use super::{
+    audit::{AuditCounts, AuditEvent},
+    csrf,
+    data::{ClientInfo, SessionData, MIGRATED},
+    error::SessionError,
+    events::{EndReason, EventKind},
+    keys::SessionRef,
+    registry::{store_key_of, NewEntry},
+    time::{chrono_time, now},
+    AppSession, Sessions,
+};
+use crate::models::_entities::user_sessions;
+
+impl AppSession {
+    /// Logs `user_id` in: the session gets a new ID (the old record is deleted at once, so
+    /// a fixated ID is worthless), fresh timestamps and a fresh CSRF token. The session is
+    /// registered; past the per-user limit the least recently used sessions end.
+    ///
+    /// # Errors
+    /// When the store or the registry fails; the user is then not logged in, the browser
+    /// gets no cookie for the session and the store keeps no record of it.
+    pub async fn log_in(
+        &mut self,
+        user_id: i64,
+        remember: bool,
+        client: ClientInfo,
+    ) -> Result<(), SessionError> {
+        // Logging in over a logged-in session ends that one: its record goes with the new
+        // ID (`cycle_id` deletes it), then its row.
+        let replaced = self.user_id().and(self.session_ref());
+        self.session.cycle_id().await?;
+        if let Some(old_ref) = &replaced {
+            if let Err(error) = self
+                .sessions
+                .registry()
+                .end(old_ref, EndReason::Logout)
+                .await
+            {
+                tracing::warn!(%error, session = %old_ref, "registry end failed");
+            }
+        }
+        let now = now();
+        let data = SessionData {
+            user_id: Some(user_id),
+            created_at: now,
+            last_activity: now,
+            remember,
+            user_agent: client.user_agent.clone(),
+            ip: client.ip.clone(),
+            csrf_token: csrf::new_token(),
+            active_platform_id: None,
+            fingerprint: self.sessions.fingerprint(&client),
+            flash: None,
+        };
+        self.write(&data).await?;
+        // Saved now, not by the middleware: the registry needs the new ID.
+        if let Err(error) = self.session.save().await {
+            self.abandon().await;
+            return Err(error.into());
+        }
+        let id = self.session.id().ok_or(SessionError::NotInstalled)?;
+        let key = self.sessions.hasher().store_key(&id);
+        let session_ref = key.session_ref();
+        let registered = self
+            .sessions
+            .registry()
+            .register(
+                NewEntry {
+                    user_id,
+                    session_ref: session_ref.clone(),
+                    store_key: key,
+                    store: self.store_name(),
+                    expires_at: chrono_time(self.expires_at(&data)),
+                    user_agent: client.user_agent.clone(),
+                    ip: client.ip.clone(),
+                },
+                self.sessions.config().max_per_user,
+            )
+            .await;
+        let over_limit = match registered {
+            Ok(over_limit) => over_limit,
+            Err(error) => {
+                self.abandon().await;
+                return Err(error.into());
+            }
+        };
+        let audit = self.sessions.audit();
+        for kind in [EventKind::Created, EventKind::Login] {
+            audit.record(
+                AuditEvent::new(kind)
+                    .user(Some(user_id))
+                    .session(Some(session_ref.clone()))
+                    .client(client.clone()),
+            );
+        }
+        for row in &over_limit {
+            // The new session is complete; an older one that cannot be ended now stays
+            // live and consistent (record and row), one over the limit until it ends.
+            if let Err(error) = self
+                .sessions
+                .revoke(row, EndReason::RevokedByLimit, None)
+                .await
+            {
+                tracing::warn!(%error, session = %row.session_ref, "a session over the limit could not be ended");
+            }
+        }
+        self.data = Some(data);
+        Ok(())
+    }
+
+    /// Logs out: deletes the record now; the response clears the cookie.
+    ///
+    /// # Errors
+    /// When the store cannot delete the record.
+    pub async fn log_out(&mut self) -> Result<(), SessionError> {
+        self.end(EndReason::Logout).await
+    }
+
+    /// Ends the session because its user may no longer use it (deleted or disabled).
+    ///
+    /// # Errors
+    /// When the store cannot delete the record.
+    pub async fn end_for(&mut self, reason: EndReason) -> Result<(), SessionError> {
+        self.end(reason).await
+    }
+
+    /// Gives the session a new ID (the old one dies at once) and a new CSRF token, keeping
+    /// who is logged in. Used after a privilege change such as a new password.
+    ///
+    /// # Errors
+    /// When the store or the registry fails; the session has then ended (a rotated session
+    /// the registry does not know could not be revoked).
+    pub async fn rotate(&mut self, reason: EndReason) -> Result<(), SessionError> {
+        let Some(mut data) = self.data.clone() else {
+            return Ok(());
+        };
+        let old_ref = self.session_ref();
+        self.session.cycle_id().await?;
+        data.csrf_token = csrf::new_token();
+        data.last_activity = now();
+        self.write(&data).await?;
+        if let Err(error) = self.session.save().await {
+            self.abandon().await;
+            return Err(error.into());
+        }
+        let id = self.session.id().ok_or(SessionError::NotInstalled)?;
+        let key = self.sessions.hasher().store_key(&id);
+        let new_ref = key.session_ref();
+        if let Some(old_ref) = &old_ref {
+            if let Err(error) = self
+                .sessions
+                .registry()
+                .rotate(old_ref, &new_ref, key)
+                .await
+            {
+                self.abandon().await;
+                // Best effort: the old ID is dead already; say so if the database lets us.
+                if let Err(error) = self.sessions.registry().end(old_ref, reason).await {
+                    tracing::warn!(%error, session = %old_ref, "registry end failed");
+                }
+                return Err(error.into());
+            }
+        }
+        self.sessions.audit().record(
+            AuditEvent::new(EventKind::Rotated)
+                .user(data.user_id)
+                .session(Some(new_ref))
+                .client(self.client())
+                .reason(reason.as_str()),
+        );
+        self.data = Some(data);
+        Ok(())
+    }
+
+    /// After the user changed their password from this session: every other session of
+    /// theirs ends, this one gets a new ID, and the trail says so. How many others ended.
+    ///
+    /// # Errors
+    /// When the store or the registry fails part way; sessions ended so far stay ended.
+    pub async fn password_changed(&mut self) -> Result<usize, SessionError> {
+        let Some(user_id) = self.user_id() else {
+            return Ok(0);
+        };
+        let keep = self.session_ref();
+        let ended = self
+            .sessions
+            .revoke_user(user_id, keep.as_ref(), EndReason::PasswordChanged, None)
+            .await?;
+        self.rotate(EndReason::PasswordChanged).await?;
+        self.sessions.audit().record(
+            AuditEvent::new(EventKind::PasswordChanged)
+                .user(Some(user_id))
+                .session(self.session_ref())
+                .client(self.client())
+                .reason(format!("{ended} other sessions ended")),
+        );
+        Ok(ended)
+    }
+
+    /// Records a platform switch in the trail.
+    pub(super) fn audit_platform_switch(&self, user_id: Option<i64>, platform_id: Option<i64>) {
+        self.sessions.audit().record(
+            AuditEvent::new(EventKind::PlatformSwitched)
+                .user(user_id)
+                .session(self.session_ref())
+                .client(self.client())
+                .reason(
+                    platform_id.map_or_else(|| "none".to_string(), |id| format!("platform {id}")),
+                ),
+        );
+    }
+
+    /// Keeps the registry's "last seen" in step with the touch (once per interval). A
+    /// registry failure is logged, never the user's problem.
+    pub(super) async fn record_touch(&self, data: &SessionData) {
+        let (Some(_), Some(session_ref)) = (data.user_id, self.session_ref()) else {
+            return;
+        };
+        let expires_at = chrono_time(self.expires_at(data));
+        if let Err(error) = self
+            .sessions
+            .registry()
+            .touch(&session_ref, expires_at)
+            .await
+        {
+            tracing::warn!(%error, session = %session_ref, "registry touch failed");
+        }
+    }
+
+    /// Removes a record that cannot be read (garbage, truncated, sealed with an unknown
+    /// key, another format) and audits it; the request goes on as anonymous. The cookie's
+    /// ID is not reused: a session started on this request gets a fresh one.
+    pub(super) async fn discard_unreadable(&mut self, reason: &str) -> Result<(), SessionError> {
+        let session_ref = self.session_ref();
+        tracing::warn!(session = ?session_ref, %reason, "unreadable session record removed; treated as no session");
+        // `clear` gives the session an empty record without loading the bad one, so
+        // `cycle_id` can delete the stored record and draw a new ID.
+        self.session.clear().await;
+        self.session.cycle_id().await?;
+        self.sessions.audit().record(
+            AuditEvent::new(EventKind::StoreError)
+                .session(session_ref)
+                .reason(format!("unreadable record removed: {reason}")),
+        );
+        self.data = None;
+        Ok(())
+    }
+
+    /// For a record copied by `sessions_migrate`: whether its session is still live in the
+    /// registry. The copy may have been made before the session ended in the old store
+    /// (logout, revocation, rotation), and an ended session must stay ended: such a record
+    /// is deleted here. A live one loses the mark, so the registry is asked once.
+    pub(super) async fn confirm_migrated(
+        &mut self,
+        data: &SessionData,
+    ) -> Result<bool, SessionError> {
+        let marked = self
+            .session
+            .get::<serde_json::Value>(MIGRATED)
+            .await?
+            .is_some();
+        if !marked {
+            return Ok(true);
+        }
+        let live = match (data.user_id, self.session_ref()) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(session_ref)) => self.sessions.registry().is_live(&session_ref).await?,
+        };
+        if live {
+            self.session.remove::<serde_json::Value>(MIGRATED).await?;
+            // Saving needs the record's expiry set again (see `write`).
+            self.write(data).await?;
+        } else {
+            tracing::info!(session = ?self.session_ref(), "a migrated copy of an ended session was removed");
+            self.session.flush().await?;
+            self.data = None;
+        }
+        Ok(live)
+    }
+
+    /// Ends the session for `reason`: the record first, then the registry row, then the
+    /// trail (see the module doc for why in this order).
+    pub(super) async fn end(&mut self, reason: EndReason) -> Result<(), SessionError> {
+        let user_id = self.user_id();
+        let session_ref = self.session_ref();
+        self.session.flush().await?;
+        if user_id.is_some() {
+            if let Some(session_ref) = &session_ref {
+                // A failure leaves a live row whose record is gone; the cleanup prunes it.
+                if let Err(error) = self.sessions.registry().end(session_ref, reason).await {
+                    tracing::warn!(%error, session = %session_ref, "registry end failed");
+                }
+            }
+            self.sessions.audit().record(
+                AuditEvent::new(reason.event())
+                    .user(user_id)
+                    .session(session_ref)
+                    .client(self.client())
+                    .reason(reason.as_str()),
+            );
+        }
+        self.data = None;
+        Ok(())
+    }
+
+    /// Undoes a start or rotation that could not be completed: the new record is deleted
+    /// and the session emptied, so the middleware clears the cookie instead of setting one.
+    async fn abandon(&mut self) {
+        if let Err(error) = self.session.flush().await {
+            // The record stays under an ID no cookie will carry; the store's expiry or the
+            // cleanup removes it.
+            tracing::warn!(%error, "an unfinished session's record could not be deleted");
+        }
+        self.data = None;
+    }
+}
+
+impl Sessions {
+    /// Ends the session of registry row `row` now: its record leaves the store (its next
+    /// request is anonymous), its row is marked ended, and the trail says why and, when
+    /// someone else did it (an admin), who: `actor`.
+    ///
+    /// # Errors
+    /// When the store fails (the session then still exists), or the registry fails after
+    /// the record is gone (the session has ended; the cleanup prunes the row).
+    pub async fn revoke(
+        &self,
+        row: &user_sessions::Model,
+        reason: EndReason,
+        actor: Option<i64>,
+    ) -> Result<(), SessionError> {
+        if let Some(key) = store_key_of(row) {
+            self.backend().delete(key.as_id()).await?;
+        }
+        let session_ref = SessionRef::parse(&row.session_ref);
+        if let Some(session_ref) = &session_ref {
+            if !self.registry().end(session_ref, reason).await? {
+                // Ended meanwhile by someone else (two logins past the limit at once),
+                // who wrote the trail.
+                return Ok(());
+            }
+        }
+        self.audit().record(
+            AuditEvent::new(reason.event())
+                .user(Some(row.user_id))
+                .session(session_ref)
+                .reason(reason.as_str())
+                .actor(actor),
+        );
+        Ok(())
+    }
+
+    /// Ends `user_id`'s live session named `session_ref`; `false` when the user has no
+    /// such session (another user's ref is not theirs to end).
+    ///
+    /// # Errors
+    /// When the store or the registry fails.
+    pub async fn revoke_own(
+        &self,
+        user_id: i64,
+        session_ref: &SessionRef,
+        reason: EndReason,
+    ) -> Result<bool, SessionError> {
+        let rows = self.registry().live_for_user(user_id).await?;
+        let Some(row) = rows.iter().find(|r| r.session_ref == session_ref.as_str()) else {
+            return Ok(false);
+        };
+        self.revoke(row, reason, None).await?;
+        Ok(true)
+    }
+
+    /// Ends every live session of `user_id` but `keep`; how many ended.
+    ///
+    /// # Errors
+    /// When the store or the registry fails part way; sessions ended so far stay ended.
+    pub async fn revoke_user(
+        &self,
+        user_id: i64,
+        keep: Option<&SessionRef>,
+        reason: EndReason,
+        actor: Option<i64>,
+    ) -> Result<usize, SessionError> {
+        let rows = self.registry().live_for_user(user_id).await?;
+        self.revoke_rows(&rows, keep, reason, actor).await
+    }
+
+    /// Ends every session of a user whom `actor` (an admin) just disabled; how many ended.
+    ///
+    /// # Errors
+    /// When the store or the registry fails part way; sessions ended so far stay ended.
+    pub async fn end_on_disable(
+        &self,
+        user_id: i64,
+        actor: Option<i64>,
+    ) -> Result<usize, SessionError> {
+        self.revoke_user(user_id, None, EndReason::UserDisabled, actor)
+            .await
+    }
+
+    /// Ends every live session of every user but `keep`; how many ended.
+    ///
+    /// # Errors
+    /// When the store or the registry fails part way.
+    pub async fn revoke_everyone(
+        &self,
+        keep: Option<&SessionRef>,
+        reason: EndReason,
+        actor: Option<i64>,
+    ) -> Result<usize, SessionError> {
+        let rows = self.registry().live().await?;
+        self.revoke_rows(&rows, keep, reason, actor).await
+    }
+
+    async fn revoke_rows(
+        &self,
+        rows: &[user_sessions::Model],
+        keep: Option<&SessionRef>,
+        reason: EndReason,
+        actor: Option<i64>,
+    ) -> Result<usize, SessionError> {
+        let mut ended = 0;
+        for row in rows
+            .iter()
+            .filter(|r| keep.is_none_or(|k| k.as_str() != r.session_ref))
+        {
+            self.revoke(row, reason, actor).await?;
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
+    /// A user's live sessions, most recently used first (for "my sessions").
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_sessions_of(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<user_sessions::Model>, SessionError> {
+        Ok(self.registry().live_for_user(user_id).await?)
+    }
+
+    /// Live sessions per store (for the admin page, `/metrics` and `sessions_stats`).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_counts_by_store(&self) -> Result<Vec<(String, u64)>, SessionError> {
+        Ok(self.registry().live_counts_by_store().await?)
+    }
+
+    /// How writing the audit trail went since start.
+    #[must_use]
+    pub fn audit_counts(&self) -> AuditCounts {
+        self.audit().counts()
+    }
+}

@@ -1,0 +1,131 @@
+//! What Tessera asks of a store beyond tower-sessions' [`SessionStore`]: its kind, the keys
+//! it holds, a sweep of expired records, its usage and a ping. Each store implements
+//! [`StoreOps`] in its own file; [`super::Backend`] holds the one configured.
+//!
+//! A leaf: it imports no other part of the session layer.
+
+use std::{fmt, path::PathBuf, sync::Arc};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tower_sessions::{session::Id, session_store::SessionStore};
+
+/// Where session records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// In the process: lost at exit. For tests.
+    Memory,
+    /// One file per session under `dir`: survives restarts. For development.
+    File,
+    /// Redis at `redis.url`, shared by every app instance. For production.
+    Redis,
+    /// A table in the app's SQL database. For deployments without Redis.
+    Database,
+}
+
+impl StoreKind {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::File => "file",
+            Self::Redis => "redis",
+            Self::Database => "database",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A store operation beyond loading and saving records that failed, naming the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file store's directory cannot be used.
+    #[error("settings.sessions.dir: cannot use {} for sessions: {source}", dir.display())]
+    Directory {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `REDIS_URL` names no usable Redis deployment.
+    #[error("settings.sessions.redis.url: {reason}")]
+    RedisUrl { reason: String },
+    /// The memory store lives inside one process: nothing outside it can list it.
+    #[error("the memory store cannot be listed from outside its process")]
+    NotListable,
+    /// The store did not do what it was asked.
+    #[error("the {store} store could not {operation}: {reason}")]
+    Failed {
+        store: StoreKind,
+        operation: &'static str,
+        reason: String,
+    },
+}
+
+impl StoreError {
+    #[must_use]
+    pub fn failed(store: StoreKind, operation: &'static str, reason: impl ToString) -> Self {
+        Self::Failed {
+            store,
+            operation,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// What a cleanup of a store removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreSweep {
+    pub expired: u64,
+    pub unreadable: u64,
+    pub stale_temp: u64,
+    pub failed: u64,
+}
+/// `progress(done, total)` while a sweep goes through a store's records.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// The operations every store offers beyond loading and saving records.
+///
+/// ```
+/// # async fn demo() -> Result<(), tessera::sessions::stores::ops::StoreError> {
+/// use tessera::sessions::stores::ops::{StoreKind, StoreOps};
+/// let store = tessera::sessions::stores::memory::MemoryStore::default();
+/// assert_eq!(store.kind(), StoreKind::Memory);
+/// assert!(store.ping().await.is_ok());
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait StoreOps: SessionStore {
+    /// Which store this is.
+    fn kind(&self) -> StoreKind;
+
+    /// The keys of every record the store holds, to copy or count them.
+    ///
+    /// # Errors
+    /// When the store cannot be listed.
+    async fn keys(&self) -> Result<Vec<Id>, StoreError>;
+
+    /// Removes expired (and unreadable) records. A store that expires records by itself
+    /// (Redis, memory) has nothing to do.
+    ///
+    /// # Errors
+    /// When the store cannot be listed.
+    async fn sweep(&self, progress: Progress) -> Result<StoreSweep, StoreError>;
+
+    /// What the store holds, as label and value pairs for monitoring.
+    ///
+    /// # Errors
+    /// When the store does not answer.
+    async fn usage(&self) -> Result<Vec<(&'static str, u64)>, StoreError>;
+
+    /// Whether the store answers; on success, a line saying what answered.
+    ///
+    /// # Errors
+    /// When it does not.
+    async fn ping(&self) -> Result<String, StoreError>;
+}
