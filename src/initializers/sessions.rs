@@ -29,8 +29,9 @@ impl Initializer for SessionsInitializer {
                 .map_err(|e| Error::Message(format!("settings.sessions.redis.url: {e}")))?;
             tracing::info!(topology = redis.topology().name(), "Redis sessions");
         }
-        // Install the metrics recorder before the first request counts anything.
-        let _ = crate::sessions::metrics::handle();
+        // Install the metrics recorder before the first request counts anything, and keep
+        // its histograms from piling up samples between scrapes.
+        crate::sessions::metrics::spawn_upkeep();
         let config = sessions.config();
         tracing::info!(
             store = %config.store,
