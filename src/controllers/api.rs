@@ -24,14 +24,26 @@ struct SessionStatus {
 #[debug_handler]
 async fn session_status(session: AppSession) -> Result<Response, AppError> {
     let view = session.view().filter(|v| v.authenticated);
-    let status = SessionStatus {
-        authenticated: view.is_some(),
-        user_id: session.user_id(),
-        active_platform_id: view.as_ref().and_then(|v| v.active_platform_id),
-        created_at: view.as_ref().map(|v| v.created_at.clone()),
-        last_activity: view.as_ref().map(|v| v.last_activity.clone()),
-        expires_at: view.as_ref().map(|v| v.expires_at.clone()),
-        store: session.store_name(),
+    let status = match view {
+        // The view's strings move into the answer; nothing is built twice.
+        Some(view) => SessionStatus {
+            authenticated: true,
+            user_id: view.user_id,
+            active_platform_id: view.active_platform_id,
+            created_at: Some(view.created_at),
+            last_activity: Some(view.last_activity),
+            expires_at: Some(view.expires_at),
+            store: view.store,
+        },
+        None => SessionStatus {
+            authenticated: false,
+            user_id: session.user_id(),
+            active_platform_id: None,
+            created_at: None,
+            last_activity: None,
+            expires_at: None,
+            store: session.store_name(),
+        },
     };
     uncached(format::json(status)?)
 }
@@ -63,9 +75,11 @@ fn uncached(mut response: Response) -> Result<Response, AppError> {
     Ok(response)
 }
 
+/// The handlers need no state (the session comes from the session layer), so none is
+/// given: axum clones a route's state per request, and Loco's `AppContext` is a deep copy.
 pub fn routes() -> Routes {
     Routes::new()
         .prefix("/api")
-        .add("/session", get(session_status))
-        .add("/session/status", get(background_status))
+        .add("/session", get(session_status).with_state(()))
+        .add("/session/status", get(background_status).with_state(()))
 }

@@ -4,7 +4,7 @@ use axum::response::Redirect;
 use loco_rs::prelude::*;
 
 use crate::{
-    controllers::extract::CurrentUser,
+    controllers::{extract::CurrentUser, Shared},
     errors::AppError,
     sessions::{AppSession, SessionError},
 };
@@ -16,7 +16,7 @@ async fn root(session: Result<AppSession, SessionError>) -> Response {
     Redirect::to(if logged_in { "/dashboard" } else { "/login" }).into_response()
 }
 
-#[debug_handler(state = AppContext)]
+#[debug_handler(state = Shared)]
 async fn dashboard(
     ViewEngine(v): ViewEngine<TeraView>,
     mut current: CurrentUser,
@@ -30,8 +30,9 @@ async fn dashboard(
     )?)
 }
 
-pub fn routes() -> Routes {
+/// Both carry [`Shared`] (or no) state: no per-request copy of the app's `Config`.
+pub fn routes(shared: &Shared) -> Routes {
     Routes::new()
-        .add("/", get(root))
-        .add("/dashboard", get(dashboard))
+        .add("/", get(root).with_state(()))
+        .add("/dashboard", get(dashboard).with_state(shared.clone()))
 }

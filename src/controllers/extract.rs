@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::{
+    controllers::AppState,
     errors::AppError,
     models::{platforms, users},
     sessions::{csrf, registry::EndReason, AppSession, ClientInfo, SessionError, Sessions},
@@ -34,10 +35,11 @@ pub struct CurrentUser {
     pub active_platform: Option<platforms::Model>,
 }
 
-impl FromRequestParts<AppContext> for CurrentUser {
+impl<S: AppState> FromRequestParts<S> for CurrentUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let ctx = state.ctx();
         let mut session = AppSession::from_request_parts(parts, ctx).await?;
         let user_id = session.user_id().ok_or(AppError::LoginRequired)?;
         let user = match users::Model::find_by_id(&ctx.db, user_id).await {

@@ -1,2 +1,3 @@
 pub mod sessions;
+pub mod static_cache;
 pub mod view_engine;

@@ -27,8 +27,9 @@ impl Initializer for SessionsInitializer {
             .check_at_start()
             .await
             .map_err(|e| Error::Message(e.to_string()))?;
-        // Install the metrics recorder before the first request counts anything.
-        let _ = crate::sessions::metrics::handle();
+        // Install the metrics recorder before the first request counts anything, and keep
+        // its histograms from piling up samples between scrapes.
+        crate::sessions::metrics::spawn_upkeep();
         let config = sessions.config();
         tracing::info!(
             store = %config.store,

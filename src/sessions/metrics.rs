@@ -5,6 +5,7 @@
 
 use std::{sync::OnceLock, time::Duration};
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::events::EventKind;
@@ -36,6 +37,27 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// How often histogram samples are folded into their buckets. The exporter keeps every
+/// sample until then (or until a scrape), so without it memory grows with the request
+/// rate between scrapes, and without any scraper for ever.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs the exporter's upkeep every [`UPKEEP_INTERVAL`] on the current Tokio runtime, for
+/// as long as it lives. Does nothing if Tessera's recorder is not the installed one.
+pub fn spawn_upkeep() {
+    let Some(handle) = handle() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            handle.run_upkeep();
+        }
+    });
 }
 
 /// Counts one lifecycle event.
@@ -72,13 +94,55 @@ pub fn record_event(kind: EventKind, reason: Option<&str>) {
     }
 }
 
+/// The handles of one store operation's series, registered once: a `counter!` with a
+/// variable label builds and hashes its key on every call (one per request on the hot
+/// path).
+struct StoreOpMetrics {
+    op: &'static str,
+    operations: Counter,
+    latency: Histogram,
+    errors: Counter,
+}
+
+impl StoreOpMetrics {
+    fn register(op: &'static str) -> Self {
+        Self {
+            op,
+            operations: metrics::counter!("tessera_session_store_operations_total", "op" => op),
+            latency: metrics::histogram!("tessera_session_store_latency_seconds", "op" => op),
+            errors: metrics::counter!("tessera_session_store_errors_total", "op" => op),
+        }
+    }
+}
+
+/// The operations of the store wrapper, registered with the recorder on first use (after
+/// installing it, so the handles never point at the no-op recorder).
+fn store_ops() -> &'static [StoreOpMetrics] {
+    static OPS: OnceLock<Vec<StoreOpMetrics>> = OnceLock::new();
+    OPS.get_or_init(|| {
+        let _ = handle();
+        ["load", "save", "create", "delete"]
+            .into_iter()
+            .map(StoreOpMetrics::register)
+            .collect()
+    })
+}
+
 /// Counts one store operation, its latency and whether it failed.
 pub fn record_store_op(op: &'static str, elapsed: Duration, failed: bool) {
-    metrics::counter!("tessera_session_store_operations_total", "op" => op).increment(1);
-    metrics::histogram!("tessera_session_store_latency_seconds", "op" => op)
-        .record(elapsed.as_secs_f64());
+    let registered = store_ops().iter().find(|m| m.op == op);
+    let fresh;
+    let metrics = match registered {
+        Some(metrics) => metrics,
+        None => {
+            fresh = StoreOpMetrics::register(op);
+            &fresh
+        }
+    };
+    metrics.operations.increment(1);
+    metrics.latency.record(elapsed.as_secs_f64());
     if failed {
-        metrics::counter!("tessera_session_store_errors_total", "op" => op).increment(1);
+        metrics.errors.increment(1);
     }
 }
 

@@ -217,6 +217,38 @@ async fn headers_protect_pages_behind_login_and_logout_clears_site_data() {
     assert_eq!(api["authenticated"], false);
 }
 
+/// Loco's stack is applied once around the router (src/middleware.rs), and the busiest
+/// routes carry their own state (none, or `Shared`): every kind of route must still pass
+/// through the whole stack.
+#[tokio::test]
+async fn every_kind_of_route_gets_the_middleware_stack() {
+    let app = TestApp::start().await;
+    app.create_user("sam@example.com", false).await;
+    let (browser, _) = app.browser_logged_in_as("sam@example.com").await;
+    for path in ["/api/session", "/dashboard", "/sessions", "/static/app.css"] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status_code(), 200, "{path}");
+        let headers = response.headers();
+        for name in [
+            "content-security-policy",
+            "x-content-type-options",
+            "x-request-id",
+        ] {
+            assert!(headers.contains_key(name), "{path}: no {name}");
+        }
+    }
+    let response = browser.get("/api/session").await;
+    assert_eq!(response.json::<Value>()["authenticated"], json!(true));
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.as_bytes()),
+        Some(&b"no-store"[..]),
+        "the session layer still wraps the state-less API route"
+    );
+}
+
 #[tokio::test]
 async fn an_unknown_address_gets_the_404_page_with_the_security_headers() {
     let app = TestApp::start().await;

@@ -30,7 +30,10 @@ async fn spoiled_record_is_no_session(app: &TestApp, cookie: &str, id: &str) {
         .await;
     assert_eq!(login.status_code(), 200, "{}", login.text());
     assert_ne!(session_id_set(&login, cookie).as_deref(), Some(id));
-    assert!(!app.store_has(id).await, "nothing was written under the old ID");
+    assert!(
+        !app.store_has(id).await,
+        "nothing was written under the old ID"
+    );
 
     app.flush_audit().await;
     let events = session_events::Entity::find()

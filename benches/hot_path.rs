@@ -1,0 +1,133 @@
+//! The pieces of the session hot path (`GET /api/session` with a live session), one
+//! criterion benchmark each, so that a regression shows where it is:
+//! `cargo bench --bench hot_path`.
+//!
+//! In request order: find the ID in the Cookie header, hash it into the store key, open
+//! the sealed record (XChaCha20-Poly1305; measured through the encrypting wrapper over
+//! the memory store, next to the bare memory store so the difference is the opening),
+//! decode the record's value into `SessionData` (as tower-sessions hands it over: a copy
+//! of the JSON value, then deserialized), the browser fingerprint (one HMAC), and the
+//! policy verdict. The Redis round trip is `cargo bench --bench stores`.
+
+use std::{collections::HashMap, hint::black_box, time::Duration};
+
+use axum::http::{header::COOKIE, HeaderMap, HeaderValue};
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+use tessera::sessions::{
+    data::SessionData,
+    layer::session_id_from_headers,
+    policy::SessionPolicy,
+    settings::SessionSecret,
+    stores::{
+        encrypted::{Encrypted, EncryptionKeys},
+        hashed::IdHasher,
+    },
+};
+use time::OffsetDateTime;
+use tokio::runtime::Runtime;
+use tower_sessions::{
+    session::{Id, Record},
+    session_store::SessionStore,
+    MemoryStore,
+};
+
+const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                          Chrome/131.0.0.0 Safari/537.36";
+
+/// The record value of a logged-in session, shaped as Tessera writes it.
+fn value() -> serde_json::Value {
+    json!({
+        "u": 42, "c": 1_790_000_000, "a": 1_790_000_600, "r": true,
+        "ua": USER_AGENT, "ip": "203.0.113.7", "t": "yPqk3Wq9w2nYb0G5j1rR4m",
+        "p": 7, "f": "q0Yd2mL8r5Vt1xW9bN3cKg"
+    })
+}
+
+fn record() -> Record {
+    Record {
+        id: Id::default(),
+        data: HashMap::from([(SessionData::KEY.to_string(), value())]),
+        expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(2),
+    }
+}
+
+fn secret() -> SessionSecret {
+    SessionSecret::new(b"benchmark-secret-0123456789abcdef0123".to_vec())
+}
+
+fn cookie_parse(c: &mut Criterion) {
+    let id = Id::default().to_string();
+    let mut headers = HeaderMap::new();
+    // A browser sends other cookies too; ours is last, the worst case for the scan.
+    let cookie = format!("_ga=GA1.1.123456789.1790000000; theme=dark; __Host-session={id}");
+    headers.insert(COOKIE, HeaderValue::from_str(&cookie).expect("header"));
+    c.bench_function("hot_path/cookie_parse", |b| {
+        b.iter(|| session_id_from_headers(black_box(&headers), "__Host-session"));
+    });
+}
+
+fn key_hash(c: &mut Criterion) {
+    let hasher = IdHasher::new(&secret());
+    let id = Id::default();
+    c.bench_function("hot_path/key_hash", |b| {
+        b.iter(|| hasher.store_key(black_box(&id)));
+    });
+}
+
+fn open(c: &mut Criterion) {
+    let rt = Runtime::new().expect("runtime");
+    let memory = MemoryStore::default();
+    let sealed = Encrypted::new(
+        MemoryStore::default(),
+        Some(EncryptionKeys::derive(secret().expose())),
+        None,
+    );
+    let mut group = c.benchmark_group("hot_path/open");
+    for (name, store) in [
+        ("memory_load", &memory as &dyn SessionStore),
+        ("memory_load+open", &sealed as &dyn SessionStore),
+    ] {
+        let mut stored = record();
+        rt.block_on(store.create(&mut stored)).expect("create");
+        group.bench_function(name, |b| {
+            b.to_async(&rt)
+                .iter(|| async { store.load(black_box(&stored.id)).await.expect("load") });
+        });
+    }
+    group.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let stored = value();
+    c.bench_function("hot_path/decode", |b| {
+        b.iter(|| serde_json::from_value::<SessionData>(black_box(&stored).clone()).expect("data"));
+    });
+}
+
+fn fingerprint(c: &mut Criterion) {
+    let hasher = IdHasher::new(&secret());
+    c.bench_function("hot_path/fingerprint", |b| {
+        b.iter(|| hasher.fingerprint(black_box(USER_AGENT), ""));
+    });
+}
+
+fn policy(c: &mut Criterion) {
+    let policy = SessionPolicy::new(7200, 604_800, None).expect("policy");
+    c.bench_function("hot_path/policy", |b| {
+        b.iter(|| {
+            policy.judge(
+                black_box(1_790_000_000),
+                black_box(1_790_000_600),
+                black_box(1_790_000_700),
+            )
+        });
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_secs(1));
+    targets = cookie_parse, key_hash, open, decode, fingerprint, policy
+}
+criterion_main!(benches);
