@@ -81,7 +81,6 @@ fn open(c: &mut Criterion) {
     let sealed = Encrypted::new(
         MemoryStore::default(),
         Some(EncryptionKeys::derive(secret().expose())),
-        None,
     );
     let mut group = c.benchmark_group("hot_path/open");
     for (name, store) in [

@@ -133,10 +133,9 @@ impl LoginThrottle {
         hasher: IdHasher,
         limits: ThrottleSettings,
     ) -> Self {
-        let counters = match store {
-            Backend::Redis(redis) => Counters::Redis(redis.clone()),
-            _ => Counters::Sql(db),
-        };
+        let counters = store
+            .redis()
+            .map_or(Counters::Sql(db), |redis| Counters::Redis(redis.clone()));
         Self {
             counters,
             hasher,

@@ -105,6 +105,16 @@ impl Backend {
         Ok(())
     }
 
+    /// The Redis store, when sessions are in Redis: other Redis users (the login throttle)
+    /// share its connections and topology.
+    #[must_use]
+    pub const fn redis(&self) -> Option<&RedisSessionStore> {
+        match self {
+            Self::Redis(store) => Some(store),
+            _ => None,
+        }
+    }
+
     /// The opened store, as every store offers itself.
     fn ops(&self) -> &dyn StoreOps {
         match self {
