@@ -107,6 +107,9 @@ impl Hooks for App {
         truncate_table(&ctx.db, user_sessions::Entity).await?;
         truncate_table(&ctx.db, platforms::Entity).await?;
         truncate_table(&ctx.db, users::Entity).await?;
+        // The login throttle's counters are raw SQL (one atomic upsert), with no entity.
+        sea_orm::ConnectionTrait::execute_unprepared(&ctx.db, "DELETE FROM throttle_counters")
+            .await?;
         Ok(())
     }
 
