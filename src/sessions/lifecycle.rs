@@ -25,7 +25,7 @@ use super::{
     data::{ClientInfo, SessionData, MIGRATED},
     error::SessionError,
     events::{EndReason, EventKind},
-    keys::SessionRef,
+    keys::{SessionRef, StoreKey},
     registry::{store_key_of, NewEntry},
     time::{chrono_time, now},
     AppSession, Sessions,
@@ -74,13 +74,7 @@ impl AppSession {
             flash: None,
         };
         self.write(&data).await?;
-        // Saved now, not by the middleware: the registry needs the new ID.
-        if let Err(error) = self.session.save().await {
-            self.abandon().await;
-            return Err(error.into());
-        }
-        let id = self.session.id().ok_or(SessionError::NotInstalled)?;
-        let key = self.sessions.hasher().store_key(&id);
+        let key = self.save_under_new_id().await?;
         let session_ref = key.session_ref();
         let registered = self
             .sessions
@@ -160,12 +154,7 @@ impl AppSession {
         data.csrf_token = csrf::new_token();
         data.last_activity = now();
         self.write(&data).await?;
-        if let Err(error) = self.session.save().await {
-            self.abandon().await;
-            return Err(error.into());
-        }
-        let id = self.session.id().ok_or(SessionError::NotInstalled)?;
-        let key = self.sessions.hasher().store_key(&id);
+        let key = self.save_under_new_id().await?;
         let new_ref = key.session_ref();
         if let Some(old_ref) = &old_ref {
             if let Err(error) = self
@@ -323,6 +312,17 @@ impl AppSession {
         }
         self.data = None;
         Ok(())
+    }
+
+    /// Saves the record under its new ID now, not at the end of the request: the registry
+    /// needs the ID's key. When the save fails, nothing is left behind.
+    async fn save_under_new_id(&mut self) -> Result<StoreKey, SessionError> {
+        if let Err(error) = self.session.save().await {
+            self.abandon().await;
+            return Err(error.into());
+        }
+        let id = self.session.id().ok_or(SessionError::NotInstalled)?;
+        Ok(self.sessions.hasher().store_key(&id))
     }
 
     /// Undoes a start or rotation that could not be completed: the new record is deleted
