@@ -39,12 +39,19 @@ fn record() -> Record {
         id: Id::default(),
         data: HashMap::from([(
             "tessera".to_string(),
-            json!({
-                "u": 42, "c": 1_790_000_000, "a": 1_790_000_600, "r": true,
-                "ua": "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
-                "ip": "203.0.113.7", "t": "yPqk3Wq9w2nYb0G5j1rR4m8sZcXeV7uT6aB3dF0hJ2k",
-                "p": 7, "f": "q0Yd2mL8r5Vt1xW9bN3cKg"
-            }),
+            // SessionData's stored form: its fields in order, without names.
+            json!([
+                42,
+                1_790_000_000,
+                1_790_000_600,
+                true,
+                "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+                "203.0.113.7",
+                "yPqk3Wq9w2nYb0G5j1rR4m",
+                7,
+                "q0Yd2mL8r5Vt1xW9bN3cKg",
+                null
+            ]),
         )]),
         expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(2),
     }

@@ -47,12 +47,11 @@ impl Hooks for App {
         create_app::<Self, Migrator>(mode, environment, config).await
     }
 
-    /// Run in this order after the routes: the static files' cache policy wraps Loco's
-    /// static middleware, the session layer wraps everything.
+    /// Before the server starts: the view engine is built and the session store opened
+    /// and checked; [`Hooks::after_routes`] puts both into the stack around the router.
     async fn initializers(_ctx: &AppContext) -> Result<Vec<Box<dyn Initializer>>> {
         Ok(vec![
             Box::new(initializers::view_engine::ViewEngineInitializer),
-            Box::new(initializers::static_cache::StaticCacheInitializer),
             Box::new(initializers::sessions::SessionsInitializer),
         ])
     }
@@ -70,7 +69,7 @@ impl Hooks for App {
     }
 
     async fn after_routes(router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
-        middleware::around(router, ctx)
+        middleware::around(router, ctx).await
     }
 
     fn routes(ctx: &AppContext) -> AppRoutes {

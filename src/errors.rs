@@ -125,7 +125,7 @@ impl IntoResponse for SessionError {
     }
 }
 
-fn internal_error_page() -> Response {
+pub(crate) fn internal_error_page() -> Response {
     error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong",

@@ -23,7 +23,10 @@ use crate::{
     controllers::AppState,
     errors::AppError,
     models::{platforms, users},
-    sessions::{csrf, registry::EndReason, AppSession, ClientInfo, SessionError, Sessions},
+    sessions::{
+        csrf, layer::RequestSession, registry::EndReason, AppSession, ClientInfo, SessionError,
+        Sessions,
+    },
 };
 
 /// A logged-in user, their session and its active platform. A request without a live
@@ -124,9 +127,8 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionLayer {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
         parts
             .extensions
-            .get::<Arc<Sessions>>()
-            .cloned()
-            .map(Self)
+            .get::<RequestSession>()
+            .map(|request| Self(request.sessions.clone()))
             .ok_or(AppError::Session(SessionError::NotInstalled))
     }
 }

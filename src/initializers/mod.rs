@@ -1,3 +1,2 @@
 pub mod sessions;
-pub mod static_cache;
 pub mod view_engine;

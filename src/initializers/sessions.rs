@@ -1,16 +1,15 @@
-//! Installs the session layer: opens the store named by `settings.sessions` and wraps
-//! every route in the session middleware. `cargo loco doctor` asks it whether the store
-//! answers.
+//! Opens the store named by `settings.sessions` before the server starts and checks that
+//! it answers; the session layer itself is part of the app's one stack around the router
+//! (`crate::middleware`). `cargo loco doctor` asks it whether the store answers.
 
 use async_trait::async_trait;
-use axum::{middleware::from_fn_with_state, Router as AxumRouter};
 use loco_rs::{
     app::{AppContext, Initializer},
     doctor::{Check, CheckStatus},
     Error, Result,
 };
 
-use crate::sessions::{layer::session_middleware, Sessions};
+use crate::sessions::Sessions;
 
 pub struct SessionsInitializer;
 
@@ -20,7 +19,7 @@ impl Initializer for SessionsInitializer {
         "sessions".to_string()
     }
 
-    async fn after_routes(&self, router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
+    async fn before_run(&self, ctx: &AppContext) -> Result<()> {
         let sessions = Sessions::from_context(ctx).map_err(|e| Error::Message(e.to_string()))?;
         sessions
             .backend()
@@ -44,7 +43,7 @@ impl Initializer for SessionsInitializer {
                 "session cookie is sent without Secure (plain http); production refuses this"
             );
         }
-        Ok(router.layer(from_fn_with_state(sessions, session_middleware)))
+        Ok(())
     }
 
     async fn check(&self, ctx: &AppContext) -> Result<Option<Check>> {

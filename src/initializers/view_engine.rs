@@ -1,7 +1,8 @@
 //! Tera views from `assets/views`, with Tessera's filters (`when`: times for people).
+//! Built once before the server starts and kept in the context's shared store; the app's
+//! stack around the router (`crate::middleware`) hands it to every request.
 
 use async_trait::async_trait;
-use axum::{Extension, Router as AxumRouter};
 use loco_rs::{
     app::{AppContext, Initializer},
     controller::views::{engines, ViewEngine},
@@ -16,11 +17,12 @@ impl Initializer for ViewEngineInitializer {
         "view-engine".to_string()
     }
 
-    async fn after_routes(&self, router: AxumRouter, _ctx: &AppContext) -> Result<AxumRouter> {
+    async fn before_run(&self, ctx: &AppContext) -> Result<()> {
         let tera_engine = engines::TeraView::build_with_post_process(|tera| {
             crate::views::time::register(tera);
             Ok(())
         })?;
-        Ok(router.layer(Extension(ViewEngine::from(tera_engine))))
+        ctx.shared_store.insert(ViewEngine::from(tera_engine));
+        Ok(())
     }
 }

@@ -178,12 +178,30 @@ impl IdHasher {
     /// A browser fingerprint: 128 bits of the keyed hash of its user agent and network.
     #[must_use]
     pub fn fingerprint(&self, user_agent: &str, network: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.fingerprint_digest(user_agent, network))
+    }
+
+    /// Whether `stored` (a [`Self::fingerprint`]) is this browser's, compared in constant
+    /// time and without allocating: it runs on every request.
+    #[must_use]
+    pub fn fingerprint_matches(&self, stored: &str, user_agent: &str, network: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let mut encoded = [0u8; 22];
+        let digest = self.fingerprint_digest(user_agent, network);
+        URL_SAFE_NO_PAD
+            .encode_slice(digest, &mut encoded)
+            .is_ok_and(|len| len == encoded.len() && bool::from(encoded.ct_eq(stored.as_bytes())))
+    }
+
+    fn fingerprint_digest(&self, user_agent: &str, network: &str) -> [u8; 16] {
         let mut mac = self.mac.clone();
         mac.update(b"tessera-fingerprint\0");
         mac.update(user_agent.as_bytes());
         mac.update(b"\0");
         mac.update(network.as_bytes());
-        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+        out
     }
 }
 

@@ -7,24 +7,27 @@
 //! the session's "remember me" choice while the record follows the server's timeouts.
 
 use std::{
+    convert::Infallible,
     str::FromStr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
+    task::{Context, Poll},
 };
 
 use axum::{
-    extract::{Request, State},
+    body::Body,
     http::{
         header::{CACHE_CONTROL, COOKIE, SET_COOKIE},
-        HeaderMap, HeaderValue,
+        HeaderMap, HeaderValue, Request,
     },
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use cookie::{Cookie, SameSite};
+use futures::future::BoxFuture;
 use time::OffsetDateTime;
+use tower::{Layer, Service};
 use tower_sessions::{session::Id, Session};
 
 use super::{data::SessionData, error::SessionError, Sessions};
@@ -72,59 +75,142 @@ impl ServedToUser {
     }
 }
 
-/// The middleware; install it with `axum::middleware::from_fn_with_state(sessions, ..)`.
-pub async fn session_middleware(
-    State(sessions): State<Arc<Sessions>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The session middleware as a tower layer, for the app's one stack around the router
+/// (`crate::middleware`).
+#[derive(Debug, Clone)]
+pub struct SessionLayer(Arc<Sessions>);
+
+impl SessionLayer {
+    #[must_use]
+    pub const fn new(sessions: Arc<Sessions>) -> Self {
+        Self(sessions)
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            sessions: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    sessions: Arc<Sessions>,
+}
+
+impl<S> Service<Request<Body>> for SessionService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let sessions = self.sessions.clone();
+        let (request, attached) = attach(&sessions, request);
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(attached.finish(&sessions, response).await)
+        })
+    }
+}
+
+/// What the middleware gives each request, in one extension: its lazy [`Session`], the
+/// app's session layer and the served-to-a-user mark.
+#[derive(Debug, Clone)]
+pub struct RequestSession {
+    pub session: Session,
+    pub sessions: Arc<Sessions>,
+    pub served_to_user: ServedToUser,
+}
+
+/// What the middleware keeps of a request while its handler runs.
+struct Attached {
+    session: Session,
+    served_to_user: ServedToUser,
+    /// Whether the request named a session: only then is a removal cookie worth sending.
+    arrived_with_id: bool,
+}
+
+/// Gives the request its lazy [`Session`] (nothing is read until a handler asks).
+fn attach(sessions: &Arc<Sessions>, mut request: Request<Body>) -> (Request<Body>, Attached) {
     let cookie_name = &sessions.config().cookie.name;
     let id = session_id_from_headers(request.headers(), cookie_name);
     let session = Session::new(id, sessions.store(), None);
     let served_to_user = ServedToUser::default();
-    request.extensions_mut().insert(session.clone());
-    request.extensions_mut().insert(sessions.clone());
-    request.extensions_mut().insert(served_to_user.clone());
+    request.extensions_mut().insert(RequestSession {
+        session: session.clone(),
+        sessions: sessions.clone(),
+        served_to_user: served_to_user.clone(),
+    });
+    let attached = Attached {
+        session,
+        served_to_user,
+        arrived_with_id: id.is_some(),
+    };
+    (request, attached)
+}
 
-    let mut response = next.run(request).await;
-    if served_to_user.is_set() {
-        response
-            .headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    if !session.is_modified() {
-        return response;
-    }
-    if session.is_empty().await {
-        // Logged out or expired: the record is gone; tell the browser to forget the ID.
-        if id.is_some() {
-            set_cookie(&mut response, removal_cookie(&sessions));
+impl Attached {
+    /// After the handler: saves what changed and writes or clears the cookie.
+    async fn finish(self, sessions: &Sessions, mut response: Response) -> Response {
+        let Self {
+            session,
+            served_to_user,
+            arrived_with_id,
+        } = self;
+        if served_to_user.is_set() {
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
-        return response;
-    }
-    let data = session
-        .get::<SessionData>(SessionData::KEY)
-        .await
-        .ok()
-        .flatten();
-    if data.as_ref().and_then(|d| d.user_id).is_none() {
-        // A record is created at login and only then: an anonymous visitor (a crawler, a
-        // script) must cost the store nothing.
-        tracing::debug!("an anonymous session was not saved");
-        return response;
-    }
-    if let Err(error) = session.save().await {
-        if response.extensions().get::<ServeWithoutSession>().is_some() {
-            tracing::warn!(%error, "session could not be saved; page served without one");
+        if !session.is_modified() {
             return response;
         }
-        return SessionError::from(error).into_response();
+        if session.is_empty().await {
+            // Logged out or expired: the record is gone; tell the browser to forget the ID.
+            if arrived_with_id {
+                set_cookie(&mut response, removal_cookie(sessions));
+            }
+            return response;
+        }
+        let data = session
+            .get::<SessionData>(SessionData::KEY)
+            .await
+            .ok()
+            .flatten();
+        if data.as_ref().and_then(|d| d.user_id).is_none() {
+            // A record is created at login and only then: an anonymous visitor (a crawler, a
+            // script) must cost the store nothing.
+            tracing::debug!("an anonymous session was not saved");
+            return response;
+        }
+        if let Err(error) = session.save().await {
+            if response.extensions().get::<ServeWithoutSession>().is_some() {
+                tracing::warn!(%error, "session could not be saved; page served without one");
+                return response;
+            }
+            return SessionError::from(error).into_response();
+        }
+        match session.id() {
+            Some(id) => set_cookie(&mut response, session_cookie(sessions, id, data.as_ref())),
+            None => tracing::error!("a saved session has no ID"),
+        }
+        response
     }
-    match session.id() {
-        Some(id) => set_cookie(&mut response, session_cookie(&sessions, id, data.as_ref())),
-        None => tracing::error!("a saved session has no ID"),
-    }
-    response
 }
 
 fn base_cookie(sessions: &Sessions, value: String) -> Cookie<'static> {

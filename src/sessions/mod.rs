@@ -199,7 +199,22 @@ impl Sessions {
     /// agent and, when configured, of its network (IPv4 /24, IPv6 /64).
     #[must_use]
     pub fn fingerprint(&self, client: &ClientInfo) -> String {
-        let network = if self.config.fingerprint.bind_ip_prefix {
+        self.hasher()
+            .fingerprint(&client.user_agent, &self.fingerprint_network(client))
+    }
+
+    /// Whether a session's stored fingerprint is that of `client`.
+    #[must_use]
+    pub fn fingerprint_matches(&self, stored: &str, client: &ClientInfo) -> bool {
+        self.hasher().fingerprint_matches(
+            stored,
+            &client.user_agent,
+            &self.fingerprint_network(client),
+        )
+    }
+
+    fn fingerprint_network(&self, client: &ClientInfo) -> String {
+        if self.config.fingerprint.bind_ip_prefix {
             client
                 .ip
                 .as_deref()
@@ -207,8 +222,7 @@ impl Sessions {
                 .unwrap_or_default()
         } else {
             String::new()
-        };
-        self.hasher().fingerprint(&client.user_agent, &network)
+        }
     }
 
     /// The name logs, SQL and URLs use for the session with cookie ID `id`.

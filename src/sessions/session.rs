@@ -15,7 +15,7 @@ use super::{
     data::{ClientInfo, SessionData},
     error::SessionError,
     events::EndReason,
-    layer::ServedToUser,
+    layer::RequestSession,
     policy::Verdict,
     stores::hashed::SessionRef,
     time::{now, rfc3339, UnixTime},
@@ -90,7 +90,7 @@ impl AppSession {
         if !this.confirm_migrated(&data).await? {
             return Ok(this);
         }
-        if !data.fingerprint.is_empty() && data.fingerprint != this.sessions.fingerprint(client) {
+        if !this.is_same_browser(&data, client) {
             // The ID is being used from another browser than the one that logged in: a
             // stolen cookie, most likely. End the session for both.
             this.data = Some(data);
@@ -122,6 +122,20 @@ impl AppSession {
             }
         }
         Ok(this)
+    }
+
+    /// Whether `client` is the browser that logged in. The record was sealed with the user
+    /// agent and address of that browser beside their fingerprint, so the same user agent
+    /// (from the same address, when the fingerprint binds it) is the same fingerprint, and
+    /// the keyed hash is computed only when they differ.
+    fn is_same_browser(&self, data: &SessionData, client: &ClientInfo) -> bool {
+        if data.fingerprint.is_empty() {
+            return true;
+        }
+        let same_network =
+            !self.sessions.config().fingerprint.bind_ip_prefix || data.ip == client.ip;
+        (same_network && data.user_agent == client.user_agent)
+            || self.sessions.fingerprint_matches(&data.fingerprint, client)
     }
 
     /// The logged-in user, if any.
@@ -261,22 +275,19 @@ impl AppSession {
 
 impl AppSession {
     async fn from_parts(parts: &mut Parts, activity: Activity) -> Result<Self, SessionError> {
-        let session = parts
+        let RequestSession {
+            session,
+            sessions,
+            served_to_user,
+        } = parts
             .extensions
-            .get::<Session>()
-            .cloned()
-            .ok_or(SessionError::NotInstalled)?;
-        let sessions = parts
-            .extensions
-            .get::<Arc<Sessions>>()
+            .get::<RequestSession>()
             .cloned()
             .ok_or(SessionError::NotInstalled)?;
         let client = ClientInfo::from_parts(parts).await;
         let this = Self::load(session, sessions, &client, activity).await?;
         if this.user_id().is_some() {
-            if let Some(marker) = parts.extensions.get::<ServedToUser>() {
-                marker.set();
-            }
+            served_to_user.set();
         }
         Ok(this)
     }

@@ -260,3 +260,35 @@ async fn an_unknown_address_gets_the_404_page_with_the_security_headers() {
         "the 404 page goes through the middleware"
     );
 }
+
+/// `x-request-id`: a client's own ID comes back (cleaned of anything but letters, digits,
+/// `_`, `-` and `@`); without one, every response gets a new UUID.
+#[tokio::test]
+async fn every_response_names_its_request() {
+    let app = TestApp::start().await;
+    let browser = app.browser();
+    let id_of = |response: &axum_test::TestResponse| {
+        response
+            .maybe_header("x-request-id")
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .expect("an x-request-id")
+    };
+    let first = id_of(&browser.get("/login").await);
+    let second = id_of(&browser.get("/login").await);
+    assert_ne!(first, second);
+    for id in [&first, &second] {
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(id.matches('-').count(), 4, "{id}");
+    }
+    let own = browser
+        .get("/login")
+        .add_header("x-request-id", "trace-42@edge")
+        .await;
+    assert_eq!(id_of(&own), "trace-42@edge");
+    let dirty = browser
+        .get("/no/such/page")
+        .add_header("x-request-id", "abc\"; drop=1 <x>")
+        .await;
+    assert_eq!(dirty.status_code(), 404);
+    assert_eq!(id_of(&dirty), "abcdrop1x");
+}

@@ -1,43 +1,22 @@
 //! Cache policy for the static files: `Cache-Control` on what Loco's static middleware
 //! serves, and a missing file answered with a 404 instead of the fallback page with 200.
-//! Applied after the middleware stack, so it wraps Loco's static middleware.
+//! Part of Tessera's stack around the router, so it wraps Loco's static route.
 
 use std::{
+    convert::Infallible,
     path::{Component, Path, PathBuf},
     sync::Arc,
+    task::{Context, Poll},
 };
 
-use async_trait::async_trait;
 use axum::{
-    extract::{Request, State},
-    http::{header, HeaderValue, StatusCode},
-    middleware::{self, Next},
+    body::Body,
+    http::{header, HeaderValue, Request, StatusCode},
     response::Response,
-    Router as AxumRouter,
 };
-use loco_rs::{
-    app::{AppContext, Initializer},
-    Result,
-};
-
-pub struct StaticCacheInitializer;
-
-#[async_trait]
-impl Initializer for StaticCacheInitializer {
-    fn name(&self) -> String {
-        "static-cache".to_string()
-    }
-
-    async fn after_routes(&self, router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
-        Ok(match StaticFolder::configured(ctx) {
-            Some(folder) => router.layer(middleware::from_fn_with_state(
-                Arc::new(folder),
-                cache_static_assets,
-            )),
-            None => router,
-        })
-    }
-}
+use futures::future::{BoxFuture, Either, FutureExt};
+use loco_rs::app::AppContext;
+use tower::{Layer, Service};
 
 /// How long a browser may reuse a static file without asking. The URLs are not versioned
 /// (templates and the error pages link `/static/app.css` as is), so a long `max-age` would
@@ -48,16 +27,18 @@ impl Initializer for StaticCacheInitializer {
 /// missing file would be cached as if it were one.)
 const STATIC_CACHE_CONTROL: &str = "public, max-age=3600";
 
-/// Where Loco's static middleware serves files from, as configured.
+/// Where Loco's static middleware serves files from, as configured; the layer.
 #[derive(Debug)]
-struct StaticFolder {
+pub struct StaticFolder {
     /// The URL prefix with its trailing slash, e.g. `/static/`.
     prefix: String,
     path: PathBuf,
 }
 
 impl StaticFolder {
-    fn configured(ctx: &AppContext) -> Option<Self> {
+    /// `None` when Loco's static middleware is off.
+    #[must_use]
+    pub fn configured(ctx: &AppContext) -> Option<Self> {
         let assets = ctx.config.server.middlewares.static_assets.as_ref()?;
         assets.enable.then(|| Self {
             prefix: format!("{}/", assets.folder.uri.trim_end_matches('/')),
@@ -90,17 +71,75 @@ impl StaticFolder {
 
 /// Static responses get [`STATIC_CACHE_CONTROL`]. A file that is not there gets the
 /// configured fallback page from Loco's `ServeDir`, but with status 200; it is turned into
-/// the 404 it is, and never cached.
-async fn cache_static_assets(
-    State(folder): State<Arc<StaticFolder>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(relative) = request.uri().path().strip_prefix(folder.prefix.as_str()) else {
-        return next.run(request).await;
-    };
-    let exists = folder.has_file(relative).await;
-    let mut response = next.run(request).await;
+/// the 404 it is, and never cached. Requests outside the folder pass straight through.
+#[derive(Debug, Clone)]
+pub struct StaticCacheLayer(Arc<StaticFolder>);
+
+impl StaticCacheLayer {
+    #[must_use]
+    pub fn new(folder: StaticFolder) -> Self {
+        Self(Arc::new(folder))
+    }
+}
+
+impl<S> Layer<S> for StaticCacheLayer {
+    type Service = StaticCache<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        StaticCache {
+            inner,
+            folder: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StaticCache<S> {
+    inner: S,
+    folder: Arc<StaticFolder>,
+}
+
+impl<S> Service<Request<Body>> for StaticCache<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let Some(relative) = request
+            .uri()
+            .path()
+            .strip_prefix(self.folder.prefix.as_str())
+        else {
+            return Either::Left(self.inner.call(request));
+        };
+        let relative = relative.to_string();
+        let folder = self.folder.clone();
+        // The file check is awaited before the inner service is called, so the service
+        // that was made ready is taken along and a fresh clone stays behind.
+        let fresh = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, fresh);
+        Either::Right(
+            async move {
+                let exists = folder.has_file(&relative).await;
+                let mut inner = ready;
+                let mut response = inner.call(request).await?;
+                mark(&mut response, exists);
+                Ok(response)
+            }
+            .boxed(),
+        )
+    }
+}
+
+fn mark(response: &mut Response, exists: Option<bool>) {
     let status = response.status();
     if exists == Some(false) && status == StatusCode::OK {
         *response.status_mut() = StatusCode::NOT_FOUND;
@@ -113,7 +152,6 @@ async fn cache_static_assets(
             HeaderValue::from_static(STATIC_CACHE_CONTROL),
         );
     }
-    response
 }
 
 /// `%XX` escapes decoded as `ServeDir` does; `None` for a malformed escape or non-UTF-8.
