@@ -86,6 +86,7 @@ impl<S> Layer<S> for RequestIdLayer {
     }
 }
 
+/// [`RequestIdLayer`] around a service.
 #[derive(Debug, Clone)]
 pub struct RequestIdService<S> {
     inner: S,

@@ -51,7 +51,7 @@ impl SecureHeaders {
         Ok(Self { headers })
     }
 
-    /// How many headers are set (for the start-up log).
+    /// How many headers are set.
     #[must_use]
     pub fn len(&self) -> usize {
         self.headers.len()
@@ -83,6 +83,7 @@ impl<S> Layer<S> for SecureHeaders {
     }
 }
 
+/// [`SecureHeaders`] around a service.
 #[derive(Debug, Clone)]
 pub struct SecureHeadersService<S> {
     inner: S,

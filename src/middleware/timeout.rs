@@ -32,6 +32,7 @@ pub struct TimeoutLayer {
 }
 
 impl TimeoutLayer {
+    /// Requests answer within `timeout` (`timeout_request.timeout`, in milliseconds).
     #[must_use]
     pub const fn new(timeout: Duration) -> Self {
         Self { timeout }
@@ -49,6 +50,7 @@ impl<S> Layer<S> for TimeoutLayer {
     }
 }
 
+/// [`TimeoutLayer`] around a service.
 #[derive(Debug, Clone)]
 pub struct TimeoutService<S> {
     inner: S,
