@@ -8,12 +8,21 @@
 //! decode the record's value into `SessionData` (as tower-sessions hands it over: a copy
 //! of the JSON value, then deserialized), the browser fingerprint (one HMAC), and the
 //! policy verdict. The Redis round trip is `cargo bench --bench stores`.
+//!
+//! Around them, the request ID (`request_id`): a new ID, its response header and the
+//! task-local every log line reads, for a request that logs nothing, under production's
+//! JSON logger; next to the same request without the layer, so the difference is its cost.
 
-use std::{collections::HashMap, hint::black_box, time::Duration};
+use std::{collections::HashMap, convert::Infallible, hint::black_box, time::Duration};
 
-use axum::http::{header::COOKIE, HeaderMap, HeaderValue};
+use axum::{
+    body::Body,
+    http::{header::COOKIE, HeaderMap, HeaderValue, Request},
+    response::Response,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
+use tessera::middleware::request_id::RequestIdLayer;
 use tessera::sessions::{
     data::SessionData,
     layer::session_id_from_headers,
@@ -26,11 +35,13 @@ use tessera::sessions::{
 };
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;
+use tower::{Layer, ServiceExt};
 use tower_sessions::{
     session::{Id, Record},
     session_store::SessionStore,
     MemoryStore,
 };
+use tracing_subscriber::{filter::LevelFilter, layer::SubscriberExt};
 
 const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
                           Chrome/131.0.0.0 Safari/537.36";
@@ -133,9 +144,33 @@ fn policy(c: &mut Criterion) {
     });
 }
 
+fn request_id(c: &mut Criterion) {
+    let rt = Runtime::new().expect("runtime");
+    let logger = tessera::logger::layer(std::io::sink, &loco_rs::logger::Format::Json, false);
+    let subscriber = tracing_subscriber::registry()
+        .with(logger)
+        .with(LevelFilter::INFO);
+    let _installed = tracing::subscriber::set_default(subscriber);
+    let handler = tower::service_fn(|_: Request<Body>| async {
+        tracing::debug!("filtered out, as on the hot path");
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    });
+    let layered = RequestIdLayer.layer(handler);
+    let mut group = c.benchmark_group("hot_path/request_id");
+    group.bench_function("without", |b| {
+        b.to_async(&rt)
+            .iter(|| async { handler.oneshot(Request::new(Body::empty())).await });
+    });
+    group.bench_function("with", |b| {
+        b.to_async(&rt)
+            .iter(|| async { layered.clone().oneshot(Request::new(Body::empty())).await });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_secs(1));
-    targets = cookie_parse, key_hash, open, decode, fingerprint, policy
+    targets = cookie_parse, key_hash, open, decode, fingerprint, policy, request_id
 }
 criterion_main!(benches);

@@ -19,7 +19,7 @@ use std::path::Path;
 use crate::{
     controllers::{self, Shared},
     errors::AppError,
-    initializers, middleware,
+    initializers, logger, middleware,
     models::_entities::{platforms, session_events, session_records, user_sessions, users},
     tasks,
 };
@@ -56,10 +56,17 @@ impl Hooks for App {
         ])
     }
 
-    /// None per route: Loco's stack, as configured, is applied once around the whole
-    /// router in [`Hooks::after_routes`] (see [`middleware`]).
-    fn middlewares(_ctx: &AppContext) -> Vec<Box<dyn MiddlewareLayer>> {
-        Vec::new()
+    /// Loco's log output as configured, each line of a request carrying its ID.
+    fn init_logger(ctx: &AppContext) -> Result<bool> {
+        logger::init::<Self>(&ctx.config.logger)?;
+        Ok(true)
+    }
+
+    /// The stack as `cargo loco middleware` lists it. Each entry leaves the routes as
+    /// they are: the stack, as configured, is applied once around the whole router in
+    /// [`Hooks::after_routes`] (see [`middleware`]).
+    fn middlewares(ctx: &AppContext) -> Vec<Box<dyn MiddlewareLayer>> {
+        middleware::listing(ctx)
     }
 
     /// Unknown addresses get Tessera's own 404 page (Loco's fallback page is switched off

@@ -24,6 +24,12 @@ pub enum AppError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    /// The request's body is larger than `server.middlewares.limit_payload` allows.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// No response within `server.middlewares.timeout_request` (`crate::middleware`).
+    #[error("no response within {after:?}")]
+    TimedOut { after: std::time::Duration },
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]
@@ -81,6 +87,19 @@ impl IntoResponse for AppError {
                 "Not found",
                 "There is nothing here. Check the address, or go back to your dashboard.",
             ),
+            Self::PayloadTooLarge => error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "That was too much",
+                "The form sent more data than this server accepts. Shorten what you entered and try again.",
+            ),
+            Self::TimedOut { after } => {
+                tracing::warn!(timeout_ms = after.as_millis(), "request timed out");
+                error_page(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "This took too long",
+                    "The server did not answer in time. Reload the page to see where things stand, then try again.",
+                )
+            }
             Self::Session(error) => error.into_response(),
             Self::Internal(error) => {
                 tracing::error!(%error, "request failed");
@@ -136,8 +155,8 @@ pub(crate) fn internal_error_page() -> Response {
 /// A complete, self-contained HTML error page. It needs no template engine and no session,
 /// so it renders even when those are what failed.
 fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    // Same stylesheet and header as the Tera layout, and the same markup as the static
-    // assets/static/404.html, so an error looks like the rest of Tessera.
+    // Same stylesheet and header as the Tera layout, so an error looks like the rest of
+    // Tessera.
     let body = format!(
         r#"<!doctype html>
 <html lang="en">

@@ -2,6 +2,7 @@ pub mod app;
 pub mod controllers;
 pub mod errors;
 pub mod initializers;
+pub mod logger;
 pub mod middleware;
 pub mod models;
 pub mod sessions;

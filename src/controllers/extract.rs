@@ -11,7 +11,7 @@ use axum::{
     http::{
         header::{CACHE_CONTROL, SET_COOKIE},
         request::Parts,
-        HeaderValue,
+        HeaderValue, StatusCode,
     },
     response::Response,
 };
@@ -241,7 +241,11 @@ where
         };
         let body = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+            .map_err(|rejection| match rejection.status() {
+                // Past `server.middlewares.limit_payload`.
+                StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
+                _ => AppError::BadRequest(rejection.body_text()),
+            })?;
         let fields: Vec<(String, String)> =
             serde_urlencoded::from_bytes(&body).map_err(|e| AppError::BadRequest(e.to_string()))?;
         let submitted = fields

@@ -6,8 +6,10 @@
 
 use std::{
     convert::Infallible,
+    future::Future,
+    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
 };
 
 use axum::{
@@ -49,7 +51,7 @@ impl SecureHeaders {
         Ok(Self { headers })
     }
 
-    /// How many headers are set (for the start-up log).
+    /// How many headers are set.
     #[must_use]
     pub fn len(&self) -> usize {
         self.headers.len()
@@ -81,6 +83,7 @@ impl<S> Layer<S> for SecureHeaders {
     }
 }
 
+/// [`SecureHeaders`] around a service.
 #[derive(Debug, Clone)]
 pub struct SecureHeadersService<S> {
     inner: S,
@@ -89,25 +92,44 @@ pub struct SecureHeadersService<S> {
 
 impl<S> Service<Request<Body>> for SecureHeadersService<S>
 where
-    S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures::future::BoxFuture<'static, Result<Response, Infallible>>;
+    type Future = SecureHeadersFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let headers = self.headers.clone();
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = future.await?;
-            headers.apply(&mut response);
-            Ok(response)
-        })
+        SecureHeadersFuture {
+            inner: self.inner.call(request),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response with the security headers it does not set itself.
+    pub struct SecureHeadersFuture<F> {
+        #[pin]
+        inner: F,
+        headers: SecureHeaders,
+    }
+}
+
+impl<F> Future for SecureHeadersFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        this.headers.apply(&mut response);
+        Poll::Ready(Ok(response))
     }
 }
 

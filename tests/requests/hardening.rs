@@ -217,7 +217,7 @@ async fn headers_protect_pages_behind_login_and_logout_clears_site_data() {
     assert_eq!(api["authenticated"], false);
 }
 
-/// Loco's stack is applied once around the router (src/middleware.rs), and the busiest
+/// Loco's stack is applied once around the router (src/middleware/mod.rs), and the busiest
 /// routes carry their own state (none, or `Shared`): every kind of route must still pass
 /// through the whole stack.
 #[tokio::test]

@@ -8,6 +8,7 @@ mod encryption;
 mod expiry;
 mod hardening;
 mod lifecycle;
+mod middleware;
 mod my_sessions;
 mod platforms;
 mod production;

@@ -1,56 +1,10 @@
 //! The cookie's ID is a credential: it must not appear in a session file name, a Redis
 //! key, an SQL row or a log line.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 
-use crate::support::{csrf_token_of, redis::RedisServer, session_id_set, Settings, TestApp};
-
-/// Collects every log line of the test binary once [`captured_logs`] has been called.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).to_string()
-    }
-}
-
-/// The process-wide log capture, installed on first use. A thread-local subscriber
-/// (`set_default`) lost the app's lines at random while other tests ran in parallel, so
-/// the capture is global; the checks below look for this test's own sessions in it.
-fn captured_logs() -> Captured {
-    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    CAPTURED
-        .get_or_init(|| {
-            let logs = Captured::default();
-            let writer = logs.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::DEBUG)
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .finish();
-            tracing::subscriber::set_global_default(subscriber)
-                .expect("no other global subscriber in the tests");
-            logs
-        })
-        .clone()
-}
+use crate::support::{csrf_token_of, logs, redis::RedisServer, session_id_set, Settings, TestApp};
 
 async fn sql_dump(app: &TestApp) -> String {
     let mut dump = String::new();
@@ -95,7 +49,7 @@ async fn live_a_session(app: &TestApp, cookie: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn no_raw_id_in_files_sql_or_logs() {
-    let logs = captured_logs();
+    let logs = logs::captured();
 
     let app = TestApp::with(Settings {
         sessions: json!({"store": "file"}),

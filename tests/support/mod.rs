@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod logs;
 pub mod postgres;
 pub mod redis;
 pub mod redis_topology;
@@ -48,6 +49,10 @@ pub struct Settings {
     /// Turn on Loco's `server.middlewares.remote_ip` (trust the rightmost
     /// `X-Forwarded-For`), as behind a reverse proxy.
     pub remote_ip: bool,
+    /// Merged into the config file's `server` block, e.g.
+    /// `{"middlewares": {"timeout_request": {"enable": true, "timeout": 200}}}`; `null`
+    /// removes a key, as if the file did not have it.
+    pub server: Value,
 }
 
 impl Default for Settings {
@@ -58,6 +63,7 @@ impl Default for Settings {
             sessions: json!({}),
             share_with: None,
             remote_ip: false,
+            server: json!({}),
         }
     }
 }
@@ -145,6 +151,12 @@ impl TestApp {
                 enable: true,
                 source: ClientIpSource::RightmostXForwardedFor,
             });
+        }
+        if settings.server != json!({}) {
+            let mut server = serde_json::to_value(&config.server).expect("server block");
+            merge(&mut server, &settings.server);
+            config.server = serde_json::from_value(server)
+                .map_err(|e| loco_rs::Error::Message(format!("server: {e}")))?;
         }
         let app_settings = config.settings.get_or_insert_with(|| json!({}));
         let mut sessions = json!({
