@@ -21,14 +21,17 @@
 //! ([`super::cluster`]), over fred pools to each master; on a cluster the four store
 //! commands go through it (to follow `-MOVED`/`-ASK` during resharding) and write the
 //! released store's format: the record as MessagePack, expiring at its expiry date.
+//! The app's other keys (the login throttle's counters) take the same route, through
+//! [`RedisSessionStore::eval_routed`] and [`RedisSessionStore::del_routed`]: no pool is
+//! handed out to bypass it.
 
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use fred::{
-    interfaces::{ClientLike, KeysInterface, ServerInterface},
+    interfaces::{ClientLike, KeysInterface, LuaInterface, ServerInterface},
     prelude::{Builder, Config as FredConfig, Pool, ReconnectPolicy, ServerConfig},
-    types::{config::Server, InfoKind},
+    types::{config::Server, FromValue, InfoKind, Value},
 };
 use tower_sessions::{
     session::{Id, Record},
@@ -146,15 +149,63 @@ impl RedisSessionStore {
         })
     }
 
-    /// The pool that serves `key`: the one pool, or its cluster slot's master.
+    /// Runs the Lua `script` on `key` (its one key) with `args`, where `key` lives: on the
+    /// one server, or on a cluster through the slot router, which follows `-MOVED` and
+    /// `-ASK` and retries `TRYAGAIN`/`CLUSTERDOWN` as it does for session records, so a
+    /// reshard of `key`'s slot costs no error. Other Redis users of the app (the login
+    /// throttle) go through here and [`Self::del_routed`], never to a pool directly.
+    ///
+    /// ```no_run
+    /// # async fn demo(redis: &tessera::sessions::stores::redis::RedisSessionStore) -> Result<(), fred::error::Error> {
+    /// let count: i64 = redis.eval_routed("return redis.call('INCR', KEYS[1])", "tessera:n", ()).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// When no cluster node answers with the slot map.
-    pub async fn client_for(&self, key: &str) -> Result<Pool, fred::error::Error> {
+    /// Redis's error, a script error, a reply that is not an `R`, or a timeout.
+    pub async fn eval_routed<R, V>(
+        &self,
+        script: &str,
+        key: &str,
+        args: V,
+    ) -> Result<R, fred::error::Error>
+    where
+        R: FromValue,
+        V: TryInto<Value> + Send,
+        V::Error: Into<fred::error::Error> + Send,
+    {
+        let args: Value = args.try_into().map_err(Into::into)?;
         match &self.connection {
-            Connection::Pool(pool) => Ok(pool.clone()),
-            Connection::Cluster(router) => router.pool_for(key).await,
+            Connection::Pool(pool) => pool.eval(script, key, args).await,
+            Connection::Cluster(router) => {
+                let mut command = vec![script.into(), 1.into(), key.into()];
+                // As fred spreads a script's arguments: none, one, or a list of them.
+                match args {
+                    Value::Null => {}
+                    Value::Array(values) => command.extend(values),
+                    value => command.push(value),
+                }
+                router
+                    .call(key, &KeyCommand::new("EVAL", command))
+                    .await?
+                    .convert()
+            }
         }
+    }
+
+    /// Deletes `key` where it lives (see [`Self::eval_routed`]); whether it existed.
+    ///
+    /// # Errors
+    /// Redis's error, or a timeout.
+    pub async fn del_routed(&self, key: &str) -> Result<bool, fred::error::Error> {
+        let deleted: u64 = match &self.connection {
+            Connection::Pool(pool) => pool.del(key).await?,
+            Connection::Cluster(router) => router
+                .call(key, &KeyCommand::new("DEL", vec![key.into()]))
+                .await?
+                .convert()?,
+        };
+        Ok(deleted > 0)
     }
 
     /// Every pool that holds keys: the one pool, or one per cluster master.
