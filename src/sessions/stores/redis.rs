@@ -439,9 +439,9 @@ fn backend(error: fred::error::Error) -> session_store::Error {
 
 #[async_trait]
 impl SessionStore for RedisSessionStore {
-    /// `SET .. NX` through [`Self::set`] (on a cluster, an ID drawn again belongs to its
-    /// own slot): the released store's `create` errs on a collision instead of drawing
-    /// again.
+    /// `SET .. NX` of our own ([`StoreOps::create_if_absent`]; on a cluster, an ID drawn
+    /// again belongs to its own slot): the released store's `create` errs on a collision
+    /// instead of drawing again.
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         create_unique(self, record).await
     }
