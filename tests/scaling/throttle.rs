@@ -44,28 +44,58 @@ async fn cli(port: u16, args: &[&str], expect: Option<&str>) -> String {
     output
 }
 
-/// Logs in round after round until `done`: `LIMIT - 1` wrong passwords (each must be
-/// judged, 422), then the right one (303, which clears the account's count). A round
-/// only passes if every count before it was right: one attempt counted twice, or a clear
-/// that did not reach the counter, gets the right password refused (429). Every answer
-/// that was not the expected one is returned.
-async fn log_in_rounds(app: &TestApp, rounds: &AtomicUsize, done: &AtomicBool) -> Vec<String> {
+/// Logs in round after round until `done`: the right password (303, which clears the
+/// account's count), then `LIMIT - 1` wrong ones (each must be judged, 422). A round only
+/// passes if every count before it was right: one attempt counted twice, or a clear that
+/// did not reach the counter, gets the right password refused (429). Between rounds, the
+/// counter holds `LIMIT - 1`; while `hold` is set, the rounds wait there, with `held` set.
+/// Every answer that was not the expected one is returned.
+async fn log_in_rounds(app: &TestApp, rounds: &AtomicUsize, pause: &Pause) -> Vec<String> {
     let mut unexpected = Vec::new();
-    while !done.load(Ordering::Acquire) {
+    while !pause.done.load(Ordering::Acquire) {
         let round = rounds.load(Ordering::Acquire);
+        let status = attempt(app, RIGHT).await;
+        if status != 303 {
+            unexpected.push(format!("round {round}, right password: {status}"));
+        }
         for n in 1..LIMIT {
             let status = attempt(app, WRONG).await;
             if status != 422 {
                 unexpected.push(format!("round {round}, wrong password {n}: {status}"));
             }
         }
-        let status = attempt(app, RIGHT).await;
-        if status != 303 {
-            unexpected.push(format!("round {round}, right password: {status}"));
-        }
         rounds.fetch_add(1, Ordering::AcqRel);
+        while pause.hold.load(Ordering::Acquire) {
+            pause.held.store(true, Ordering::Release);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        pause.held.store(false, Ordering::Release);
     }
     unexpected
+}
+
+/// How the migration steps meet the login rounds.
+#[derive(Default)]
+struct Pause {
+    hold: AtomicBool,
+    held: AtomicBool,
+    done: AtomicBool,
+}
+
+impl Pause {
+    /// Holds the rounds between two of them (at most 120 s to get there).
+    async fn hold(&self) {
+        self.hold.store(true, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.held.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the login rounds did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn release(&self) {
+        self.hold.store(false, Ordering::Release);
+    }
 }
 
 /// Waits until two more rounds than `since` have ended, so that at least one whole round
@@ -124,21 +154,22 @@ async fn logins_through_a_live_migration_of_the_throttle_counters_slot_are_judge
         .map(|m| m.port)
         .filter(|&port| port != source && port != target)
         .collect();
-    // Rounds start from a cleared count.
-    assert_eq!(attempt(&app, RIGHT).await, 303);
-
     let rounds = AtomicUsize::new(0);
-    let done = AtomicBool::new(false);
-    // What `redis-cli --cluster reshard` does to one slot, a step at a time, each step
-    // held until the logins ran through it.
+    let pause = Pause::default();
+    // What `redis-cli --cluster reshard` does to one slot, each step followed by login
+    // rounds until two ended in the state it left.
     let migration = async {
         two_more_rounds(&rounds, 0, "before the migration").await;
 
-        // The slot is migrating: its old owner serves the keys it still has and answers
-        // -ASK for the others, which the new owner serves only after ASKING. The right
-        // password's clear deletes the counter, so the next wrong one recreates it on
-        // the new owner.
-        let since = rounds.load(Ordering::Acquire);
+        // Between two rounds (the counter holds LIMIT - 1 on its owner): the slot starts
+        // migrating and its keys, the counter among them, move to the new owner. The old
+        // owner now answers -ASK for them, and the new one serves them only after ASKING.
+        pause.hold().await;
+        assert_eq!(
+            cli(source, &["GET", &key], None).await,
+            (LIMIT - 1).to_string(),
+            "the counter, before it moves"
+        );
         cli(
             target,
             &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
@@ -151,17 +182,15 @@ async fn logins_through_a_live_migration_of_the_throttle_counters_slot_are_judge
             Some("OK"),
         )
         .await;
-        two_more_rounds(&rounds, since, "while the slot was migrating").await;
-
-        // Whatever the old owner still holds in the slot moves too.
-        let since = rounds.load(Ordering::Acquire);
+        let target_port = target.to_string();
+        let mut moved = Vec::new();
         loop {
             let keys = cli(source, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"], None).await;
             let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
             if keys.is_empty() {
                 break;
             }
-            let target_port = target.to_string();
+            moved.extend(keys.iter().map(ToString::to_string));
             let mut migrate = vec![
                 "MIGRATE",
                 "127.0.0.1",
@@ -172,9 +201,12 @@ async fn logins_through_a_live_migration_of_the_throttle_counters_slot_are_judge
                 "KEYS",
             ];
             migrate.extend(keys);
-            cli(source, &migrate, None).await;
+            cli(source, &migrate, Some("OK")).await;
         }
-        two_more_rounds(&rounds, since, "after the keys moved").await;
+        assert!(moved.contains(&key), "the counter moved: {moved:?}");
+        let since = rounds.load(Ordering::Acquire);
+        pause.release();
+        two_more_rounds(&rounds, since, "while the slot was migrating").await;
 
         // The slot is handed over: the old owner answers -MOVED.
         let since = rounds.load(Ordering::Acquire);
@@ -187,9 +219,9 @@ async fn logins_through_a_live_migration_of_the_throttle_counters_slot_are_judge
             .await;
         }
         two_more_rounds(&rounds, since, "after the slot was handed over").await;
-        done.store(true, Ordering::Release);
+        pause.done.store(true, Ordering::Release);
     };
-    let ((), unexpected) = tokio::join!(migration, log_in_rounds(&app, &rounds, &done));
+    let ((), unexpected) = tokio::join!(migration, log_in_rounds(&app, &rounds, &pause));
     let rounds = rounds.load(Ordering::Acquire);
     eprintln!(
         "throttle migration: {rounds} login rounds, {} unexpected answers",
@@ -198,6 +230,7 @@ async fn logins_through_a_live_migration_of_the_throttle_counters_slot_are_judge
     assert!(unexpected.is_empty(), "{unexpected:#?}");
 
     // The counter lives on the new owner, and still stops the account at its limit.
+    assert_eq!(attempt(&app, RIGHT).await, 303, "a cleared count");
     for n in 0..LIMIT {
         assert_eq!(attempt(&app, WRONG).await, 422, "wrong password {n}");
     }
