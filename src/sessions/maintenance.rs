@@ -11,7 +11,10 @@ use sea_orm::{
 };
 use serde::Serialize;
 use time::OffsetDateTime;
-use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions::{
+    session::Record,
+    session_store::{self, SessionStore},
+};
 
 use super::{
     audit::{AuditEvent, EventKind},
@@ -249,6 +252,9 @@ pub async fn stats(sessions: &Sessions, db: &DatabaseConnection) -> Result<Stats
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MigrateReport {
     pub copied: u64,
+    /// Records the target already held, at least as recent as the source's (an earlier
+    /// run's copy, or the session went on in the target): left alone.
+    pub already_there: u64,
     pub skipped_expired: u64,
     pub failed: u64,
     /// Records of sessions the registry marks ended, left behind (and removed from the
@@ -262,8 +268,13 @@ impl fmt::Display for MigrateReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sessions_migrate: {} copied, {} skipped (expired), {} failed; {} ended and {} unreadable left behind",
-            self.copied, self.skipped_expired, self.failed, self.skipped_ended, self.skipped_unreadable
+            "sessions_migrate: {} copied, {} already there, {} skipped (expired), {} failed; {} ended and {} unreadable left behind",
+            self.copied,
+            self.already_there,
+            self.skipped_expired,
+            self.failed,
+            self.skipped_ended,
+            self.skipped_unreadable
         )
     }
 }
@@ -277,6 +288,12 @@ impl fmt::Display for MigrateReport {
 /// A session the registry marks ended is never copied, and a copy an earlier run made of
 /// it is deleted from `to`: running it again (as the README's procedure does after the
 /// switch) never revives a session that ended in either store in between.
+///
+/// Each record is written with [`Backend::create_if_absent`], which never draws another
+/// key. When `to` holds a live record under the key already, that one is left alone and
+/// counted `already_there` if it is at least as recent as the source's (its expiry is
+/// as late); an older one (an earlier run's copy of a session that went on in `from`)
+/// is replaced, and counted `copied`.
 ///
 /// # Errors
 /// When `from` cannot be listed.
@@ -334,26 +351,49 @@ pub async fn migrate(
         record
             .data
             .insert(MIGRATED.to_string(), serde_json::Value::Bool(true));
-        let copied = match to.load(&key).await {
-            // The target's copy was written at least as late (every write moves the expiry
-            // forward): after the switch the target is where the session lives, and an
-            // older copy must not overwrite it.
-            Ok(Some(existing)) if existing.expiry_date >= record.expiry_date => true,
-            // A target record that cannot be read is overwritten by the source's.
-            Ok(Some(_)) | Err(session_store::Error::Decode(_)) => to.save(&record).await.is_ok(),
-            Ok(None) => {
-                let mut copy = record.clone();
-                // The key must not change: it is what the cookies map to.
-                to.create(&mut copy).await.is_ok() && copy.id == record.id
+        match copy_record(to, &record).await {
+            Copied::Written => report.copied += 1,
+            Copied::AlreadyThere => report.already_there += 1,
+            Copied::Failed => {
+                tracing::warn!("sessions_migrate: a record could not be written");
+                report.failed += 1;
             }
-            Err(_) => false,
-        };
-        if copied {
-            report.copied += 1;
-        } else {
-            tracing::warn!("sessions_migrate: a record could not be written");
-            report.failed += 1;
         }
     }
     Ok(report)
+}
+
+/// How one record reached the target.
+enum Copied {
+    Written,
+    AlreadyThere,
+    Failed,
+}
+
+/// Writes `record` to `to` under its own key. Never a `create`: on a collision that
+/// draws another key, which no cookie maps to.
+async fn copy_record(to: &Backend, record: &Record) -> Copied {
+    match to.create_if_absent(record).await {
+        Ok(true) => return Copied::Written,
+        Ok(false) => {}
+        Err(_) => return Copied::Failed,
+    }
+    match to.load(&record.id).await {
+        // The target's copy was written at least as late (every write moves the expiry
+        // forward): after the switch the target is where the session lives, and an
+        // older copy must not overwrite it.
+        Ok(Some(existing)) if existing.expiry_date >= record.expiry_date => Copied::AlreadyThere,
+        // An earlier run's copy of a session that went on in the source since, or a
+        // target record that cannot be read: the source's replaces it.
+        Ok(Some(_)) | Err(session_store::Error::Decode(_)) => {
+            if to.save(record).await.is_ok() {
+                Copied::Written
+            } else {
+                Copied::Failed
+            }
+        }
+        // It ended in the target since the collision: it stays ended.
+        Ok(None) => Copied::AlreadyThere,
+        Err(_) => Copied::Failed,
+    }
 }

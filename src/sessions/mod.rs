@@ -17,7 +17,8 @@
 //! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
 //!   [`error`]: [`SessionError`];
 //! - [`stores::ops`]: store kinds, store errors and [`stores::ops::StoreOps`], what every
-//!   store offers beyond tower-sessions' `SessionStore` (kind, keys, sweep, usage, ping).
+//!   store offers beyond tower-sessions' `SessionStore` (kind, create-if-absent, keys,
+//!   sweep, usage, ping), and [`stores::ops::create_unique`], every store's `create`.
 //!
 //! **Components** import only leaves:
 //! - [`stores`]: one file per store (memory, file, Redis, database), each implementing

@@ -26,7 +26,6 @@ use std::{
 };
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use fred::interfaces::{KeysInterface, LuaInterface};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use super::{
@@ -227,9 +226,8 @@ impl LoginThrottle {
         let (count, left_ms) = match &self.counters {
             Counters::Redis(redis) => {
                 let key = format!("{REDIS_PREFIX}{key}");
-                let pool = redis.client_for(&key).await.map_err(redis_error)?;
-                let (count, left_ms): (i64, i64) = pool
-                    .eval(RESERVE_SCRIPT, key, window_ms)
+                let (count, left_ms): (i64, i64) = redis
+                    .eval_routed(RESERVE_SCRIPT, &key, window_ms)
                     .await
                     .map_err(redis_error)?;
                 (count.unsigned_abs(), left_ms.unsigned_abs())
@@ -271,9 +269,8 @@ impl LoginThrottle {
         match &self.counters {
             Counters::Redis(redis) => {
                 let key = format!("{REDIS_PREFIX}{key}");
-                let pool = redis.client_for(&key).await.map_err(redis_error)?;
-                let _: i64 = pool
-                    .eval(RELEASE_SCRIPT, key, ())
+                let _: i64 = redis
+                    .eval_routed(RELEASE_SCRIPT, &key, ())
                     .await
                     .map_err(redis_error)?;
             }
@@ -299,8 +296,7 @@ impl LoginThrottle {
         match &self.counters {
             Counters::Redis(redis) => {
                 let key = format!("{REDIS_PREFIX}{key}");
-                let pool = redis.client_for(&key).await.map_err(redis_error)?;
-                let _: u64 = pool.del(key).await.map_err(redis_error)?;
+                redis.del_routed(&key).await.map_err(redis_error)?;
             }
             Counters::Sql(db) => {
                 let backend = db.get_database_backend();

@@ -5,6 +5,7 @@
 mod cluster;
 mod cluster_routing;
 mod sentinel;
+mod throttle;
 
 use std::time::{Duration, Instant};
 

@@ -1,2 +1,3 @@
+mod collisions;
 mod file;
 mod redis;

@@ -1,11 +1,27 @@
 //! `sessions_migrate`: every live session keeps working, with the same ID and expiry,
 //! after a deployment switches stores.
 
-use serde_json::{json, Value};
-use tessera::sessions::{maintenance, stores::Backend};
-use tower_sessions::session_store::SessionStore;
+use std::{collections::HashMap, time::Duration};
 
-use crate::support::{redis::RedisServer, Database, Settings, TestApp};
+use serde_json::{json, Value};
+use serial_test::serial;
+use tessera::sessions::{
+    data::MIGRATED,
+    maintenance,
+    settings::RedisConfig,
+    stores::{file::FileStore, redis::RedisSessionStore, Backend},
+};
+use tower_sessions::{
+    session::{Id, Record},
+    session_store::SessionStore,
+};
+
+use crate::support::{
+    parse_id,
+    redis::RedisServer,
+    redis_topology::{RedisCluster, RedisSentinel},
+    Database, Settings, TestApp,
+};
 
 async fn logged_in_file_app(server: &RedisServer, database: Database) -> (TestApp, Vec<String>) {
     let app = TestApp::with(Settings {
@@ -55,12 +71,15 @@ async fn file_to_redis_keeps_every_session_and_its_expiry() {
         out
     };
 
-    for run in 0..2 {
+    // The second run finds both copies there, as recent as the source's.
+    for expected in ["2 copied, 0 already there", "0 copied, 2 already there"] {
         let (ok, out, err) = app.cli(&["task", "sessions_migrate", "from:file", "to:redis"]);
         assert!(ok, "{err}");
         assert!(
-            out.contains("sessions_migrate: 2 copied, 0 skipped (expired), 0 failed"),
-            "run {run}: {out}"
+            out.contains(&format!(
+                "sessions_migrate: {expected}, 0 skipped (expired), 0 failed"
+            )),
+            "{out}"
         );
     }
     let keys = server.keys();
@@ -255,4 +274,184 @@ async fn a_logout_in_the_new_store_survives_the_second_run() {
         !switched.store_has(&id).await,
         "no record left in the new store"
     );
+}
+
+/// An app whose sessions are in the file store, with three users logged in; the store keys
+/// of their sessions.
+async fn file_app_with_three_sessions(database: Database) -> (TestApp, Vec<Id>) {
+    let app = TestApp::with(Settings {
+        database,
+        sessions: json!({"store": "file"}),
+        ..Settings::default()
+    })
+    .await;
+    let mut keys = Vec::new();
+    for email in ["lea@example.com", "max@example.com", "nia@example.com"] {
+        app.create_user(email, false).await;
+        let (_, id) = app.browser_logged_in_as(email).await;
+        keys.push(*app.sessions().hasher().store_key(&parse_id(&id)).as_id());
+    }
+    (app, keys)
+}
+
+/// How many records `store` holds (the memory store counts itself: it cannot be listed).
+async fn records_in(store: &Backend) -> usize {
+    match store.keys().await {
+        Ok(keys) => keys.len(),
+        Err(_) => store
+            .usage()
+            .await
+            .iter()
+            .find(|(label, _)| *label == "records")
+            .and_then(|(_, n)| usize::try_from(*n).ok())
+            .expect("the memory store counts its records"),
+    }
+}
+
+/// `sessions_migrate` into `to`, which holds one session's key already with a newer
+/// record (the session went on in the target) and another's with an older copy (an
+/// earlier run's): the newer one is left alone and reported as already there, the older
+/// one replaced, the third session copied; every copy under its own key, and nothing
+/// else written. A second run finds everything there.
+async fn copies_keep_their_keys_and_newer_records_are_left_alone(to: Backend, database: Database) {
+    let (app, keys) = file_app_with_three_sessions(database).await;
+    let from = app.sessions().backend().clone();
+    let registry = app.sessions().registry().clone();
+    let mut sources = Vec::new();
+    for key in &keys {
+        sources.push(from.load(key).await.expect("load").expect("a live session"));
+    }
+    let newer = Record {
+        id: keys[0],
+        data: HashMap::from([("payload".to_string(), json!("written in the target"))]),
+        expiry_date: sources[0].expiry_date + time::Duration::hours(1),
+    };
+    let older = Record {
+        data: HashMap::from([("payload".to_string(), json!("an earlier copy"))]),
+        expiry_date: sources[1].expiry_date - time::Duration::minutes(1),
+        ..sources[1].clone()
+    };
+    for record in [&newer, &older] {
+        assert!(to
+            .create_if_absent(record)
+            .await
+            .expect("the target answers"));
+    }
+
+    let report = maintenance::migrate(&registry, &from, &to)
+        .await
+        .expect("migrate");
+    assert_eq!(
+        (report.copied, report.already_there, report.failed),
+        (2, 1, 0),
+        "{report}"
+    );
+    assert!(
+        report.to_string().contains("2 copied, 1 already there"),
+        "{report}"
+    );
+    let kept = to.load(&keys[0]).await.expect("load").expect("kept");
+    assert_eq!(kept.data, newer.data, "the newer record is left alone");
+    for (key, source) in keys.iter().zip(&sources).skip(1) {
+        let mut copy = to.load(key).await.expect("load").expect("copied");
+        assert_eq!(copy.id, *key, "under its own key");
+        assert_eq!(copy.expiry_date, source.expiry_date);
+        assert_eq!(copy.data.remove(MIGRATED), Some(json!(true)));
+        assert_eq!(copy.data, source.data);
+    }
+    assert_eq!(
+        records_in(&to).await,
+        3,
+        "nothing written under another key"
+    );
+
+    let again = maintenance::migrate(&registry, &from, &to)
+        .await
+        .expect("migrate");
+    assert_eq!(
+        (again.copied, again.already_there, again.failed),
+        (0, 3, 0),
+        "{again}"
+    );
+    assert_eq!(records_in(&to).await, 3);
+}
+
+fn redis_target(url: &str) -> Backend {
+    Backend::Redis(
+        RedisSessionStore::connect(&RedisConfig {
+            url: url.to_string(),
+            pool_size: 2,
+            command_timeout: Duration::from_secs(1),
+            reconnect_max_delay: Duration::from_secs(1),
+        })
+        .expect("pool builds"),
+    )
+}
+
+#[tokio::test]
+async fn into_memory_copies_keep_their_keys() {
+    let to = Backend::Memory(tessera::sessions::stores::memory::MemoryStore::default());
+    copies_keep_their_keys_and_newer_records_are_left_alone(to, Database::Sqlite).await;
+}
+
+#[tokio::test]
+async fn into_file_copies_keep_their_keys() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let to = Backend::File(FileStore::open(dir.path().join("sessions")).expect("store opens"));
+    copies_keep_their_keys_and_newer_records_are_left_alone(to, Database::Sqlite).await;
+}
+
+#[tokio::test]
+async fn into_database_copies_keep_their_keys() {
+    into_database(Database::Sqlite).await;
+}
+
+#[tokio::test]
+async fn into_database_postgres_copies_keep_their_keys() {
+    into_database(Database::Postgres).await;
+}
+
+/// The target is the database store in a database of its own (the source app's would do
+/// too; its own proves nothing leaks between them).
+async fn into_database(database: Database) {
+    let target = TestApp::with(Settings {
+        database,
+        sessions: json!({"store": "database"}),
+        ..Settings::default()
+    })
+    .await;
+    let to = target.sessions().backend().clone();
+    copies_keep_their_keys_and_newer_records_are_left_alone(to, database).await;
+}
+
+#[tokio::test]
+async fn into_redis_copies_keep_their_keys() {
+    let server = RedisServer::start();
+    copies_keep_their_keys_and_newer_records_are_left_alone(
+        redis_target(&server.url()),
+        Database::Sqlite,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[serial(redis_topology)]
+async fn into_redis_cluster_copies_keep_their_keys() {
+    let cluster = RedisCluster::start();
+    copies_keep_their_keys_and_newer_records_are_left_alone(
+        redis_target(&cluster.url()),
+        Database::Sqlite,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[serial(redis_topology)]
+async fn into_redis_sentinel_copies_keep_their_keys() {
+    let sentinel = RedisSentinel::start();
+    copies_keep_their_keys_and_newer_records_are_left_alone(
+        redis_target(&sentinel.url()),
+        Database::Sqlite,
+    )
+    .await;
 }

@@ -70,7 +70,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 const SLOTS: usize = 16_384;
 const NO_OWNER: u16 = u16::MAX;
 
-/// One command on one key: its name and arguments (the key first).
+/// One command on one key: its name and arguments. The key it is routed by is given to
+/// [`SlotRouter::call`] beside it, so the key need not come first (`EVAL script 1 key`).
 #[derive(Debug, Clone)]
 pub struct KeyCommand {
     name: &'static str,
@@ -84,7 +85,8 @@ impl KeyCommand {
     }
 
     fn custom(&self) -> CustomCommand {
-        CustomCommand::new_static(self.name, ClusterHash::FirstKey, false)
+        // Each pool talks to one node: fred never routes by this hash.
+        CustomCommand::new_static(self.name, ClusterHash::Random, false)
     }
 }
 
@@ -319,16 +321,6 @@ impl SlotRouter {
             .owner(slot)
             .map(|(server, pool)| (server.clone(), pool.clone()))
             .ok_or_else(|| Error::new(ErrorKind::Cluster, format!("no master serves slot {slot}")))
-    }
-
-    /// The pool of the master that owns `key`'s slot.
-    ///
-    /// # Errors
-    /// When no reachable node knows the slot map.
-    pub async fn pool_for(&self, key: &str) -> Result<Pool, Error> {
-        self.owner(redis_keyslot(key.as_bytes()))
-            .await
-            .map(|(_, pool)| pool)
     }
 
     /// Every master's pool.

@@ -9,15 +9,16 @@
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QuerySelect, SqlErr,
+    sea_query::{Expr, OnConflict},
+    ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QuerySelect,
 };
 use tower_sessions::{
     session::{Id, Record},
     session_store::{self, SessionStore},
 };
 
-use super::ops::{Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 use crate::models::_entities::session_records;
 
 /// The SQL-backed session store.
@@ -63,6 +64,29 @@ impl DatabaseStore {
 impl StoreOps for DatabaseStore {
     fn kind(&self) -> StoreKind {
         StoreKind::Database
+    }
+
+    /// One statement: the row is inserted, or an expired row under the key is replaced
+    /// (`ON CONFLICT .. DO UPDATE .. WHERE` it expired); a live row makes it write nothing.
+    async fn create_if_absent(&self, record: &Record) -> session_store::Result<bool> {
+        let row = session_records::ActiveModel {
+            id: ActiveValue::Set(record.id.to_string()),
+            record: ActiveValue::Set(encode(record)?),
+            expires_at: ActiveValue::Set(expiry(record)?),
+        };
+        let replace_expired = OnConflict::column(session_records::Column::Id)
+            .update_columns([
+                session_records::Column::Record,
+                session_records::Column::ExpiresAt,
+            ])
+            .action_and_where(session_records::Column::ExpiresAt.lte(Utc::now().fixed_offset()))
+            .to_owned();
+        let written = session_records::Entity::insert(row)
+            .on_conflict(replace_expired)
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(written > 0)
     }
 
     /// Every live record's key.
@@ -125,20 +149,7 @@ impl StoreOps for DatabaseStore {
 #[async_trait]
 impl SessionStore for DatabaseStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        loop {
-            let row = session_records::ActiveModel {
-                id: ActiveValue::Set(record.id.to_string()),
-                record: ActiveValue::Set(encode(record)?),
-                expires_at: ActiveValue::Set(expiry(record)?),
-            };
-            match session_records::Entity::insert(row).exec(&self.db).await {
-                Ok(_) => return Ok(()),
-                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                    record.id = Id::default();
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        }
+        create_unique(self, record).await
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {

@@ -32,7 +32,7 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
-use super::ops::{Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 
 /// Temporary files older than this were left by a crash mid-write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -121,26 +121,7 @@ impl FileStore {
 #[async_trait]
 impl SessionStore for FileStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let dir = self.dir.clone();
-        let mut candidate = record.clone();
-        let created = blocking(move || loop {
-            let bytes = encode(&candidate)?;
-            // `hard_link` fails if the name exists: a colliding ID never overwrites
-            // another session, it just draws again.
-            let temp = temp_path(&dir, &candidate.id.to_string());
-            write_private(&temp, &bytes)?;
-            let linked = fs::hard_link(&temp, record_path(&dir, &candidate.id));
-            let _ = fs::remove_file(&temp);
-            match linked {
-                Ok(()) => return Ok(candidate),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => candidate.id = Id::default(),
-                Err(e) => return Err(e),
-            }
-        })
-        .await
-        .map_err(backend)?;
-        *record = created;
-        Ok(())
+        create_unique(self, record).await
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
@@ -183,6 +164,14 @@ impl SessionStore for FileStore {
 impl StoreOps for FileStore {
     fn kind(&self) -> StoreKind {
         StoreKind::File
+    }
+
+    async fn create_if_absent(&self, record: &Record) -> session_store::Result<bool> {
+        let path = self.path_for(&record.id);
+        let bytes = encode(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        blocking(move || link_new(&path, &bytes))
+            .await
+            .map_err(backend)
     }
 
     /// Every record file, live or not (loading checks).
@@ -330,6 +319,33 @@ fn lock_current(path: &Path) -> io::Result<Option<File>> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Writes a record file at `path` unless a live or unreadable one is there; whether it
+/// was written. `hard_link` fails when the name exists, so a create never overwrites
+/// another session; an expired record is removed (under its lock, re-checked) first.
+fn link_new(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = temp_path(dir, "create");
+    write_private(&temp, bytes)?;
+    let linked = loop {
+        match fs::hard_link(&temp, path) {
+            Ok(()) => break Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                match remove_locked(path, |now| matches!(now, Contents::Expired)) {
+                    // Removed as expired, or gone meanwhile: the name is free again. (A
+                    // dangling symlink is a name taken: `symlink_metadata` sees it.)
+                    Ok(true) => {}
+                    Ok(false) if fs::symlink_metadata(path).is_err() => {}
+                    Ok(false) => break Ok(false),
+                    Err(e) => break Err(e),
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = fs::remove_file(&temp);
+    linked
 }
 
 /// Replaces the record at `path` if it still exists. `false`: it was gone, nothing written.

@@ -17,7 +17,7 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
-use super::ops::{Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 
 /// Records in a map shared by clones.
 ///
@@ -42,6 +42,10 @@ pub struct MemoryStore {
     records: Arc<Mutex<HashMap<Id, Record>>>,
 }
 
+fn is_live(record: &Record) -> bool {
+    record.expiry_date > OffsetDateTime::now_utc()
+}
+
 impl MemoryStore {
     fn records(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Record>> {
         // A panic while holding the lock cannot leave a map half-written: every
@@ -53,12 +57,7 @@ impl MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let mut records = self.records();
-        while records.contains_key(&record.id) {
-            record.id = Id::default();
-        }
-        records.insert(record.id, record.clone());
-        Ok(())
+        create_unique(self, record).await
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
@@ -73,9 +72,7 @@ impl SessionStore for MemoryStore {
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
         let mut records = self.records();
         match records.get(session_id) {
-            Some(record) if record.expiry_date > OffsetDateTime::now_utc() => {
-                Ok(Some(record.clone()))
-            }
+            Some(record) if is_live(record) => Ok(Some(record.clone())),
             Some(_) => {
                 records.remove(session_id);
                 Ok(None)
@@ -94,6 +91,15 @@ impl SessionStore for MemoryStore {
 impl StoreOps for MemoryStore {
     fn kind(&self) -> StoreKind {
         StoreKind::Memory
+    }
+
+    async fn create_if_absent(&self, record: &Record) -> session_store::Result<bool> {
+        let mut records = self.records();
+        if records.get(&record.id).is_some_and(is_live) {
+            return Ok(false);
+        }
+        records.insert(record.id, record.clone());
+        Ok(true)
     }
 
     /// The map lives inside one process: a task in another cannot list it.

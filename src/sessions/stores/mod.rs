@@ -130,6 +130,15 @@ impl Backend {
         self.ops().kind()
     }
 
+    /// Writes `record` under its own key unless a live record holds it; whether it was
+    /// written (see [`StoreOps::create_if_absent`]): how `sessions_migrate` copies.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn create_if_absent(&self, record: &Record) -> session_store::Result<bool> {
+        self.ops().create_if_absent(record).await
+    }
+
     /// The keys of every record in the store, to copy or count them.
     ///
     /// # Errors

@@ -1,6 +1,8 @@
-//! What Tessera asks of a store beyond tower-sessions' [`SessionStore`]: its kind, the keys
-//! it holds, a sweep of expired records, its usage and a ping. Each store implements
-//! [`StoreOps`] in its own file; [`super::Backend`] holds the one configured.
+//! What Tessera asks of a store beyond tower-sessions' [`SessionStore`]: its kind, a write
+//! that never takes another key, the keys it holds, a sweep of expired records, its usage
+//! and a ping. Each store implements [`StoreOps`] in its own file; [`super::Backend`] holds
+//! the one configured. Every store's `create` is [`create_unique`], over its own
+//! [`StoreOps::create_if_absent`].
 //!
 //! A leaf: it imports no other part of the session layer.
 
@@ -8,7 +10,10 @@ use std::{fmt, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tower_sessions::{session::Id, session_store::SessionStore};
+use tower_sessions::{
+    session::{Id, Record},
+    session_store::{self, SessionStore},
+};
 
 /// Where session records live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -104,6 +109,16 @@ pub trait StoreOps: SessionStore {
     /// Which store this is.
     fn kind(&self) -> StoreKind;
 
+    /// Writes `record` under its own key unless a live record holds that key; whether it
+    /// was written. It never takes another key (`sessions_migrate` copies records under
+    /// the keys their cookies map to) and never touches the record already there. An
+    /// expired record still lying under the key (until the file or database store's
+    /// sweep) is no session: it is replaced.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn create_if_absent(&self, record: &Record) -> session_store::Result<bool>;
+
     /// The keys of every record the store holds, to copy or count them.
     ///
     /// # Errors
@@ -128,4 +143,34 @@ pub trait StoreOps: SessionStore {
     /// # Errors
     /// When it does not.
     async fn ping(&self) -> Result<String, StoreError>;
+}
+
+/// What `create` is on every store: `record` is written under its own key, or, while a
+/// live record holds that key, under a new ID drawn into `record.id`. A collision (one in
+/// 2^128 per ID) never overwrites the other session.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(async {
+/// use tessera::sessions::stores::{memory::MemoryStore, ops::create_unique};
+/// use tower_sessions::session::Record;
+/// let store = MemoryStore::default();
+/// let expiry_date = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+/// let mut first = Record { id: Default::default(), data: Default::default(), expiry_date };
+/// create_unique(&store, &mut first).await.expect("create");
+/// let mut second = Record { id: first.id, ..first.clone() };
+/// create_unique(&store, &mut second).await.expect("create");
+/// assert_ne!(second.id, first.id, "a new ID, the first record left alone");
+/// # });
+/// ```
+///
+/// # Errors
+/// When the store fails.
+pub async fn create_unique<S: StoreOps + ?Sized>(
+    store: &S,
+    record: &mut Record,
+) -> session_store::Result<()> {
+    while !store.create_if_absent(record).await? {
+        record.id = Id::default();
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Sessions in Redis, through `tower-sessions-redis-store` 0.16 on a `fred` pool.
 //!
-//! The released store needs three things from us:
+//! The released store needs four things from us:
 //! - a pool with a [`ReconnectPolicy`]: without one, a fred client that lost its
 //!   connection never reconnects and the app would need a restart after a Redis blip;
 //! - a command timeout: a dead Redis must cost a request at most that long (then 503),
@@ -9,6 +9,10 @@
 //!   answers nil when the key is gone (logout or expiry while the request ran), which
 //!   0.16 fails to parse as a bool. Left alone, that error becomes an empty 500. Here a
 //!   save whose key is gone is dropped: the session ended, and it stays ended.
+//! - a `create` that draws a new ID on a collision: the store creates with `SET .. NX`
+//!   and fails on the same nil when the key is taken. Here `create` sends that `SET`
+//!   itself, in the store's format, and draws again as every store does
+//!   ([`super::ops::create_unique`]); loading, saving and deleting stay the store's.
 //!
 //! Keys are the bare session IDs (0.16 has no key prefix); give Tessera a Redis
 //! database of its own with the db number in `REDIS_URL` (`redis://host:6379/2`).
@@ -21,14 +25,17 @@
 //! ([`super::cluster`]), over fred pools to each master; on a cluster the four store
 //! commands go through it (to follow `-MOVED`/`-ASK` during resharding) and write the
 //! released store's format: the record as MessagePack, expiring at its expiry date.
+//! The app's other keys (the login throttle's counters) take the same route, through
+//! [`RedisSessionStore::eval_routed`] and [`RedisSessionStore::del_routed`]: no pool is
+//! handed out to bypass it.
 
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use fred::{
-    interfaces::{ClientLike, KeysInterface, ServerInterface},
+    interfaces::{ClientLike, KeysInterface, LuaInterface, ServerInterface},
     prelude::{Builder, Config as FredConfig, Pool, ReconnectPolicy, ServerConfig},
-    types::{config::Server, InfoKind},
+    types::{config::Server, Expiration, FromValue, InfoKind, SetOptions, Value},
 };
 use tower_sessions::{
     session::{Id, Record},
@@ -37,7 +44,7 @@ use tower_sessions::{
 use tower_sessions_redis_store::RedisStore;
 
 use super::cluster::{KeyCommand, PoolBuilder, SlotRouter};
-use super::ops::{Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 use crate::sessions::settings::RedisConfig;
 
 /// Reconnect forever, from 100 ms backing off to `redis.reconnect_max_delay_ms` between
@@ -146,15 +153,63 @@ impl RedisSessionStore {
         })
     }
 
-    /// The pool that serves `key`: the one pool, or its cluster slot's master.
+    /// Runs the Lua `script` on `key` (its one key) with `args`, where `key` lives: on the
+    /// one server, or on a cluster through the slot router, which follows `-MOVED` and
+    /// `-ASK` and retries `TRYAGAIN`/`CLUSTERDOWN` as it does for session records, so a
+    /// reshard of `key`'s slot costs no error. Other Redis users of the app (the login
+    /// throttle) go through here and [`Self::del_routed`], never to a pool directly.
+    ///
+    /// ```no_run
+    /// # async fn demo(redis: &tessera::sessions::stores::redis::RedisSessionStore) -> Result<(), fred::error::Error> {
+    /// let count: i64 = redis.eval_routed("return redis.call('INCR', KEYS[1])", "tessera:n", ()).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// When no cluster node answers with the slot map.
-    pub async fn client_for(&self, key: &str) -> Result<Pool, fred::error::Error> {
+    /// Redis's error, a script error, a reply that is not an `R`, or a timeout.
+    pub async fn eval_routed<R, V>(
+        &self,
+        script: &str,
+        key: &str,
+        args: V,
+    ) -> Result<R, fred::error::Error>
+    where
+        R: FromValue,
+        V: TryInto<Value> + Send,
+        V::Error: Into<fred::error::Error> + Send,
+    {
+        let args: Value = args.try_into().map_err(Into::into)?;
         match &self.connection {
-            Connection::Pool(pool) => Ok(pool.clone()),
-            Connection::Cluster(router) => router.pool_for(key).await,
+            Connection::Pool(pool) => pool.eval(script, key, args).await,
+            Connection::Cluster(router) => {
+                let mut command = vec![script.into(), 1.into(), key.into()];
+                // As fred spreads a script's arguments: none, one, or a list of them.
+                match args {
+                    Value::Null => {}
+                    Value::Array(values) => command.extend(values),
+                    value => command.push(value),
+                }
+                router
+                    .call(key, &KeyCommand::new("EVAL", command))
+                    .await?
+                    .convert()
+            }
         }
+    }
+
+    /// Deletes `key` where it lives (see [`Self::eval_routed`]); whether it existed.
+    ///
+    /// # Errors
+    /// Redis's error, or a timeout.
+    pub async fn del_routed(&self, key: &str) -> Result<bool, fred::error::Error> {
+        let deleted: u64 = match &self.connection {
+            Connection::Pool(pool) => pool.del(key).await?,
+            Connection::Cluster(router) => router
+                .call(key, &KeyCommand::new("DEL", vec![key.into()]))
+                .await?
+                .convert()?,
+        };
+        Ok(deleted > 0)
     }
 
     /// Every pool that holds keys: the one pool, or one per cluster master.
@@ -165,27 +220,45 @@ impl RedisSessionStore {
         }
     }
 
-    /// Sets the record (as the released store writes it) on its cluster master under
-    /// `condition` (`NX` or `XX`); false when the condition did not hold.
-    async fn cluster_set(
-        router: &Arc<SlotRouter>,
-        record: &Record,
-        condition: &'static str,
-    ) -> session_store::Result<bool> {
+    /// Sets the record as the released store writes it (MessagePack, expiring at its
+    /// expiry date) under `condition`, where its key lives; false when the condition did
+    /// not hold. Redis then answers nil, which the released store 0.16 fails to parse
+    /// ("Could not convert to bool") instead of reading it as "not set".
+    async fn set(&self, record: &Record, condition: SetOptions) -> session_store::Result<bool> {
         let key = record.id.to_string();
         let value =
             rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let command = KeyCommand::new(
-            "SET",
-            vec![
-                key.as_str().into(),
-                value.as_slice().into(),
-                "EXAT".into(),
-                record.expiry_date.unix_timestamp().into(),
-                condition.into(),
-            ],
-        );
-        let reply = router.call(&key, &command).await.map_err(backend)?;
+        let expiry = record.expiry_date.unix_timestamp();
+        let reply: Value = match &self.connection {
+            Connection::Pool(pool) => {
+                pool.set(
+                    key,
+                    value.as_slice(),
+                    Some(Expiration::EXAT(expiry)),
+                    Some(condition),
+                    false,
+                )
+                .await
+            }
+            Connection::Cluster(router) => {
+                let condition = match condition {
+                    SetOptions::NX => "NX",
+                    SetOptions::XX => "XX",
+                };
+                let command = KeyCommand::new(
+                    "SET",
+                    vec![
+                        key.as_str().into(),
+                        value.as_slice().into(),
+                        "EXAT".into(),
+                        expiry.into(),
+                        condition.into(),
+                    ],
+                );
+                router.call(&key, &command).await
+            }
+        }
+        .map_err(backend)?;
         Ok(!reply.is_null())
     }
 
@@ -271,6 +344,11 @@ impl RedisSessionStore {
 impl StoreOps for RedisSessionStore {
     fn kind(&self) -> StoreKind {
         StoreKind::Redis
+    }
+
+    /// `SET .. NX`: Redis drops expired keys by itself.
+    async fn create_if_absent(&self, record: &Record) -> session_store::Result<bool> {
+        self.set(record, SetOptions::NX).await
     }
 
     /// The keys of every session record (on every master of a cluster): the 22-character
@@ -361,24 +439,18 @@ fn backend(error: fred::error::Error) -> session_store::Error {
 
 #[async_trait]
 impl SessionStore for RedisSessionStore {
+    /// `SET .. NX` of our own ([`StoreOps::create_if_absent`]; on a cluster, an ID drawn
+    /// again belongs to its own slot): the released store's `create` errs on a collision
+    /// instead of drawing again.
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        match &self.connection {
-            Connection::Pool(pool) => RedisStore::new(pool.clone()).create(record).await,
-            // An ID drawn again on a collision (2^-128) belongs to its own slot.
-            Connection::Cluster(router) => loop {
-                if Self::cluster_set(router, record, "NX").await? {
-                    return Ok(());
-                }
-                record.id = Id::default();
-            },
-        }
+        create_unique(self, record).await
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let pool = match &self.connection {
             Connection::Pool(pool) => pool,
-            Connection::Cluster(router) => {
-                if !Self::cluster_set(router, record, "XX").await? {
+            Connection::Cluster(_) => {
+                if !self.set(record, SetOptions::XX).await? {
                     tracing::debug!(
                         "session ended while the request ran; the late save is dropped"
                     );
