@@ -48,6 +48,9 @@ pub struct Settings {
     /// Turn on Loco's `server.middlewares.remote_ip` (trust the rightmost
     /// `X-Forwarded-For`), as behind a reverse proxy.
     pub remote_ip: bool,
+    /// The database pool's size and how long a request waits for a connection, in ms
+    /// (default: 4 connections, Loco's default wait).
+    pub pool: Option<(u32, u64)>,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             sessions: json!({}),
             share_with: None,
             remote_ip: false,
+            pool: None,
         }
     }
 }
@@ -137,6 +141,11 @@ impl TestApp {
         config.database.dangerously_recreate = false;
         config.database.dangerously_truncate = false;
         config.database.max_connections = 4;
+        if let Some((connections, acquire_timeout_ms)) = settings.pool {
+            config.database.max_connections = connections;
+            config.database.min_connections = 1;
+            config.database.acquire_timeout = Some(acquire_timeout_ms);
+        }
         config.database.connect_timeout = 5000;
         config.logger.enable = false;
         if settings.remote_ip {
@@ -254,9 +263,14 @@ impl TestApp {
         let new =
             tessera::models::users::NewUser::parse("Some Body", email, "correct horse battery")
                 .expect("valid user");
-        tessera::models::users::Model::create_with_password(&self.ctx.db, &new, admin)
-            .await
-            .expect("user created")
+        tessera::models::users::Model::create_with_password(
+            &self.ctx.db,
+            self.sessions().hashing(),
+            &new,
+            admin,
+        )
+        .await
+        .expect("user created")
     }
 
     /// Waits until the audit trail has written every event so far.
