@@ -1,12 +1,21 @@
 //! The app's HTTP errors, each mapped to its status and page once, here. Handlers return
 //! `Result<Response, AppError>` and use `?`.
 
+use std::time::Duration;
+
 use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
+use sea_orm::{ConnAcquireErr, DbErr};
 
-use crate::sessions::SessionError;
+use crate::{
+    models::users::AccountError,
+    sessions::{hashing::HashingError, login::LoginError, SessionError},
+};
+
+/// How long a visitor is asked to wait when the app is too busy to answer.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// What can go wrong while answering a request.
 #[derive(Debug, thiserror::Error)]
@@ -30,33 +39,91 @@ pub enum AppError {
     /// No response within `server.middlewares.timeout_request` (`crate::middleware`).
     #[error("no response within {after:?}")]
     TimedOut { after: std::time::Duration },
+    /// Too much at once (password hashing at capacity, no database connection free in
+    /// time): nothing was done; try again shortly.
+    #[error("too busy: try again in {} s", retry_after.as_secs())]
+    Overloaded { retry_after: Duration },
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]
-    Internal(#[from] loco_rs::Error),
+    Internal(loco_rs::Error),
+}
+
+/// Whether `error`, or anything it was caused by, is a connection pool that had no
+/// connection free in time: the database is busy, not broken.
+fn is_pool_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        let timed_out = matches!(
+            error.downcast_ref::<DbErr>(),
+            Some(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))
+        ) || matches!(
+            error.downcast_ref::<ConnAcquireErr>(),
+            Some(ConnAcquireErr::Timeout)
+        );
+        if timed_out {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+impl From<loco_rs::Error> for AppError {
+    fn from(error: loco_rs::Error) -> Self {
+        if is_pool_timeout(&error) {
+            tracing::warn!(%error, "no database connection free in time");
+            Self::Overloaded {
+                retry_after: BUSY_RETRY_AFTER,
+            }
+        } else {
+            Self::Internal(error)
+        }
+    }
 }
 
 impl From<loco_rs::model::ModelError> for AppError {
     fn from(error: loco_rs::model::ModelError) -> Self {
         match error {
             loco_rs::model::ModelError::EntityNotFound => Self::NotFound,
-            other => Self::Internal(other.into()),
+            other => loco_rs::Error::from(other).into(),
         }
     }
 }
 
-impl From<crate::sessions::login::LoginError> for AppError {
-    fn from(error: crate::sessions::login::LoginError) -> Self {
+impl From<HashingError> for AppError {
+    fn from(error: HashingError) -> Self {
         match error {
-            crate::sessions::login::LoginError::Session(e) => Self::Session(e),
-            crate::sessions::login::LoginError::Account(e) => e.into(),
+            HashingError::Busy { .. } => Self::Overloaded {
+                retry_after: crate::sessions::hashing::RETRY_AFTER,
+            },
+            HashingError::Failed(detail) => loco_rs::Error::Message(detail).into(),
         }
     }
 }
 
-impl From<sea_orm::DbErr> for AppError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        Self::Internal(error.into())
+impl From<LoginError> for AppError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::Session(e) => Self::Session(e),
+            LoginError::Account(e) => e.into(),
+            LoginError::Hashing(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for AppError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Hashing(e) => e.into(),
+            AccountError::Model(e) => e.into(),
+        }
+    }
+}
+
+impl From<DbErr> for AppError {
+    fn from(error: DbErr) -> Self {
+        loco_rs::Error::from(error).into()
     }
 }
 
@@ -100,6 +167,7 @@ impl IntoResponse for AppError {
                     "The server did not answer in time. Reload the page to see where things stand, then try again.",
                 )
             }
+            Self::Overloaded { retry_after } => busy_page(retry_after),
             Self::Session(error) => error.into_response(),
             Self::Internal(error) => {
                 tracing::error!(%error, "request failed");
@@ -132,6 +200,10 @@ impl IntoResponse for SessionError {
                     "Your session could not be read. Please log in again.",
                 )
             }
+            Self::Registry(error) if is_pool_timeout(&error) => {
+                tracing::warn!(%error, "no database connection free in time for the registry");
+                busy_page(BUSY_RETRY_AFTER)
+            }
             Self::Registry(error) => {
                 tracing::error!(%error, "session registry failed");
                 internal_error_page()
@@ -142,6 +214,19 @@ impl IntoResponse for SessionError {
             }
         }
     }
+}
+
+/// 503 with `Retry-After`: too much at once, nothing lost.
+fn busy_page(retry_after: Duration) -> Response {
+    let mut response = error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too busy right now",
+        "Too many requests arrived at once. Nothing was lost: try again in a few seconds.",
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 pub(crate) fn internal_error_page() -> Response {
@@ -191,4 +276,29 @@ fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
         header::HeaderValue::from_static("no-store"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_timeout_is_a_busy_503_however_deep_it_is_wrapped() {
+        let timeout = || DbErr::ConnectionAcquire(ConnAcquireErr::Timeout);
+        for error in [
+            AppError::from(timeout()),
+            AppError::from(loco_rs::model::ModelError::DbErr(timeout())),
+            AppError::from(loco_rs::Error::from(loco_rs::model::ModelError::DbErr(
+                timeout(),
+            ))),
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        }
+        let registry = SessionError::Registry(timeout()).into_response();
+        assert_eq!(registry.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let other = AppError::from(DbErr::Custom("broken".into())).into_response();
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

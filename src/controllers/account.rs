@@ -7,12 +7,15 @@ use serde::Deserialize;
 
 use crate::{
     controllers::{
-        auth::with_retry_after,
-        extract::{CsrfForm, CurrentUser, SessionLayer},
+        auth::{with_retry_after, BUSY},
+        extract::{Client, CsrfForm, CurrentUser, DeviceCookie, SessionLayer},
     },
     errors::AppError,
-    models::users::check_new_password,
-    sessions::login::{self, PasswordCheck},
+    models::users::{check_new_password, AccountError},
+    sessions::{
+        hashing::{HashingError, RETRY_AFTER},
+        login::{self, PasswordCheck},
+    },
 };
 
 #[derive(Debug, Deserialize)]
@@ -49,10 +52,13 @@ async fn show(
 }
 
 #[debug_handler(state = AppContext)]
+#[allow(clippy::too_many_arguments)]
 async fn change_password(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
     SessionLayer(sessions): SessionLayer,
+    Client(client): Client,
+    DeviceCookie(device): DeviceCookie,
     mut current: CurrentUser,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<Response, AppError> {
@@ -64,6 +70,8 @@ async fn change_password(
         &current.session,
         &current.user,
         &form.current_password,
+        &client,
+        device.as_ref(),
     )
     .await?;
     let current_error = match check {
@@ -79,6 +87,16 @@ async fn change_password(
             .await?;
             return Ok(with_retry_after(page, retry_after));
         }
+        PasswordCheck::Busy { retry_after } => {
+            let page = render(
+                &v,
+                &mut current,
+                (BUSY, new_error),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .await?;
+            return Ok(with_retry_after(page, retry_after));
+        }
     };
     if !current_error.is_empty() || !new_error.is_empty() {
         return render(
@@ -90,10 +108,24 @@ async fn change_password(
         .await;
     }
 
-    current
+    match current
         .user
-        .set_password(&ctx.db, &form.new_password)
-        .await?;
+        .set_password(&ctx.db, sessions.hashing(), &form.new_password)
+        .await
+    {
+        Ok(_) => {}
+        Err(AccountError::Hashing(HashingError::Busy { .. })) => {
+            let page = render(
+                &v,
+                &mut current,
+                ("", BUSY),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .await?;
+            return Ok(with_retry_after(page, RETRY_AFTER));
+        }
+        Err(error) => return Err(error.into()),
+    }
     let ended = current.session.password_changed().await?;
     let others = match ended {
         0 => String::new(),

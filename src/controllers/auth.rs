@@ -6,11 +6,12 @@ use loco_rs::prelude::*;
 use serde::Deserialize;
 
 use crate::{
-    controllers::extract::{Client, CsrfForm, FormToken, SessionLayer},
+    controllers::extract::{Client, CsrfForm, DeviceCookie, FormToken, SessionLayer},
     errors::AppError,
-    models::users::{self, NewUser, RegistrationErrors},
+    models::users::RegistrationErrors,
     sessions::{
         login::{self, LoginAttempt, LoginOutcome},
+        signup::{self, SignUpAttempt, SignUpOutcome},
         AppSession, SessionError,
     },
 };
@@ -27,7 +28,7 @@ pub struct LoginForm {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct RegisterForm {
+pub struct RegisterFields {
     #[serde(default)]
     pub name: String,
     #[serde(default)]
@@ -105,11 +106,13 @@ fn login_refused(
 }
 
 #[debug_handler]
+#[allow(clippy::too_many_arguments)]
 async fn login(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
     SessionLayer(sessions): SessionLayer,
     Client(client): Client,
+    DeviceCookie(device): DeviceCookie,
     form_token: FormToken,
     mut session: AppSession,
     CsrfForm(form): CsrfForm<LoginForm>,
@@ -119,34 +122,65 @@ async fn login(
         password: &form.password,
         remember: form.remember.as_deref() == Some("on"),
     };
-    match login::log_in(&ctx.db, &sessions, &mut session, attempt, client).await? {
-        LoginOutcome::LoggedIn { .. } => Ok(Redirect::to("/dashboard").into_response()),
+    let email = form.email.trim();
+    match login::log_in(&ctx.db, &sessions, &mut session, attempt, client, device).await? {
+        LoginOutcome::LoggedIn { device_cookie } => {
+            let mut response = Redirect::to("/dashboard").into_response();
+            append_cookie(&mut response, &device_cookie);
+            Ok(response)
+        }
         LoginOutcome::Refused => login_refused(
             &v,
             &form_token,
             StatusCode::UNPROCESSABLE_ENTITY,
-            form.email.trim(),
+            email,
             "Email or password is incorrect.",
         ),
         LoginOutcome::Throttled { retry_after } => {
-            let minutes = retry_after.as_secs().div_ceil(60).max(1);
-            let message = format!(
-                "Too many attempts. Try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
-            );
+            let message = format!("Too many attempts. Try again in {}.", minutes(retry_after));
             let page = login_refused(
                 &v,
                 &form_token,
                 StatusCode::TOO_MANY_REQUESTS,
-                form.email.trim(),
+                email,
                 &message,
+            )?;
+            Ok(with_retry_after(page, retry_after))
+        }
+        LoginOutcome::Busy { retry_after } => {
+            let page = login_refused(
+                &v,
+                &form_token,
+                StatusCode::SERVICE_UNAVAILABLE,
+                email,
+                BUSY,
             )?;
             Ok(with_retry_after(page, retry_after))
         }
     }
 }
 
-/// Adds `Retry-After` (whole seconds, at least one) to a 429 answer.
+/// What a form says when password hashing is at capacity.
+pub const BUSY: &str = "Too many people are signing in right now. Try again in a few seconds.";
+
+/// "1 minute", "15 minutes": how long to wait, rounded up.
+fn minutes(wait: std::time::Duration) -> String {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+}
+
+fn append_cookie(response: &mut Response, cookie: &cookie::Cookie<'_>) {
+    match axum::http::HeaderValue::from_str(&cookie.encoded().to_string()) {
+        Ok(value) => {
+            response
+                .headers_mut()
+                .append(axum::http::header::SET_COOKIE, value);
+        }
+        Err(error) => tracing::error!(%error, "a cookie is not a valid header"),
+    }
+}
+
+/// Adds `Retry-After` (whole seconds, at least one) to a 429 or 503 answer.
 #[must_use]
 pub fn with_retry_after(mut response: Response, wait: std::time::Duration) -> Response {
     if let Ok(value) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
@@ -166,25 +200,29 @@ async fn register_page(
     if session.as_ref().is_ok_and(|s| s.user_id().is_some()) {
         return Ok(Redirect::to("/dashboard").into_response());
     }
-    let store_down = store_down(&session);
-    render_register(
-        &v,
-        &form_token,
-        store_down,
-        "",
-        "",
-        &RegistrationErrors::default(),
-        StatusCode::OK,
-    )
+    let form = RegisterForm {
+        name: "",
+        email: "",
+        errors: &RegistrationErrors::default(),
+        error: "",
+    };
+    render_register(&v, &form_token, store_down(&session), &form, StatusCode::OK)
+}
+
+/// The registration form as typed (never the password), with what went wrong.
+struct RegisterForm<'a> {
+    name: &'a str,
+    email: &'a str,
+    errors: &'a RegistrationErrors,
+    /// A message about the whole form (too many sign-ups, too busy).
+    error: &'a str,
 }
 
 fn render_register(
     v: &TeraView,
     form_token: &FormToken,
     store_down: bool,
-    name: &str,
-    email: &str,
-    errors: &RegistrationErrors,
+    form: &RegisterForm<'_>,
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let page = format::render().status(status).view(
@@ -193,12 +231,13 @@ fn render_register(
         data!({
             "csrf_token": form_token.token(),
             "store_down": store_down,
-            "name": name,
-            "email": email,
+            "name": form.name,
+            "email": form.email,
+            "error": form.error,
             "errors": {
-                "name": errors.name.unwrap_or_default(),
-                "email": errors.email.unwrap_or_default(),
-                "password": errors.password.unwrap_or_default(),
+                "name": form.errors.name.unwrap_or_default(),
+                "email": form.errors.email.unwrap_or_default(),
+                "password": form.errors.password.unwrap_or_default(),
             },
         }),
     )?;
@@ -209,34 +248,42 @@ fn render_register(
 async fn register(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
+    SessionLayer(sessions): SessionLayer,
+    Client(client): Client,
     form_token: FormToken,
-    CsrfForm(form): CsrfForm<RegisterForm>,
+    CsrfForm(form): CsrfForm<RegisterFields>,
 ) -> Result<Response, AppError> {
-    let new_user = match NewUser::parse(&form.name, &form.email, &form.password) {
-        Ok(new_user) => new_user,
-        Err(errors) => {
-            return render_register(
-                &v,
-                &form_token,
-                false,
-                form.name.trim(),
-                form.email.trim(),
-                &errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-        }
+    let attempt = SignUpAttempt {
+        name: &form.name,
+        email: &form.email,
+        password: &form.password,
     };
-    // A taken email gets the same answer as a free one (and costs the same argon2 hash):
-    // the form must not tell a stranger who has an account. The owner of the email just
-    // logs in with the password they already have.
-    match users::Model::create_with_password(&ctx.db, &new_user, false).await {
-        Ok(user) => tracing::info!(user_id = user.id, "registered"),
-        Err(ModelError::EntityAlreadyExists) => {
-            tracing::info!("registration for an email that has an account");
+    let no_errors = RegistrationErrors::default();
+    let again = |errors, error, status| {
+        let form = RegisterForm {
+            name: form.name.trim(),
+            email: form.email.trim(),
+            errors,
+            error,
+        };
+        render_register(&v, &form_token, false, &form, status)
+    };
+    match signup::sign_up(&ctx.db, &sessions, attempt, &client).await? {
+        SignUpOutcome::Done => Ok(Redirect::to("/login?notice=registered").into_response()),
+        SignUpOutcome::Invalid(errors) => again(&errors, "", StatusCode::UNPROCESSABLE_ENTITY),
+        SignUpOutcome::Throttled { retry_after } => {
+            let message = format!(
+                "Too many sign-ups from your network. Try again in {}.",
+                minutes(retry_after)
+            );
+            let page = again(&no_errors, &message, StatusCode::TOO_MANY_REQUESTS)?;
+            Ok(with_retry_after(page, retry_after))
         }
-        Err(e) => return Err(e.into()),
+        SignUpOutcome::Busy { retry_after } => {
+            let page = again(&no_errors, BUSY, StatusCode::SERVICE_UNAVAILABLE)?;
+            Ok(with_retry_after(page, retry_after))
+        }
     }
-    Ok(Redirect::to("/login?notice=registered").into_response())
 }
 
 #[debug_handler]
@@ -245,13 +292,16 @@ async fn logout(
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {
     session.log_out().await?;
-    // "You are logged out" is carried to the login page by session-sync.js: the response
-    // clears every cookie of the site, and an anonymous page has no session to carry it.
+    // "You are logged out" is carried to the login page by session-sync.js: an anonymous
+    // page has no session to carry it.
     let mut response = Redirect::to("/login").into_response();
-    // Tell the browser to drop every cookie of this origin, not only the session's.
+    // The browser drops what it cached of the logged-in pages. Not `"cookies"`: that
+    // would also wipe the device cookie (which keeps a guesser from locking this browser
+    // out) and every cookie of sibling apps on the registrable domain. The session cookie
+    // is expired by its own `Set-Cookie`.
     response.headers_mut().insert(
         axum::http::HeaderName::from_static("clear-site-data"),
-        axum::http::HeaderValue::from_static("\"cookies\""),
+        axum::http::HeaderValue::from_static("\"cache\""),
     );
     Ok(response)
 }

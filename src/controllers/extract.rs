@@ -1,7 +1,8 @@
 //! Extractors that make a handler's needs visible in its signature: [`CurrentUser`] for
 //! pages behind login, [`AdminUser`] for the admin pages, [`CsrfForm`] for every
 //! state-changing form, [`FormToken`] for the anonymous login and register forms,
-//! [`Client`] for what a session records about the browser.
+//! [`Client`] for what a session records about the browser, [`DeviceCookie`] for the
+//! device cookie of a browser that logged in before.
 
 use std::sync::Arc;
 
@@ -24,8 +25,8 @@ use crate::{
     errors::AppError,
     models::{platforms, users},
     sessions::{
-        csrf, layer::RequestSession, registry::EndReason, AppSession, ClientInfo, SessionError,
-        Sessions,
+        csrf, device::DeviceToken, layer::RequestSession, registry::EndReason, time::now,
+        AppSession, ClientInfo, SessionError, Sessions,
     },
 };
 
@@ -143,6 +144,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(ClientInfo::from_parts(parts).await))
+    }
+}
+
+/// The device cookie the browser carries, when it is one this app issued and it has not
+/// expired; which account it is good for is the login's question.
+#[derive(Debug, Clone)]
+pub struct DeviceCookie(pub Option<DeviceToken>);
+
+impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let SessionLayer(sessions) = SessionLayer::from_request_parts(parts, state).await?;
+        Ok(Self(sessions.devices().from_headers(&parts.headers, now())))
     }
 }
 

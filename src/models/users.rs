@@ -1,10 +1,11 @@
 //! Users: who can log in. Emails are normalized before they reach the database, so
 //! `Ann@Example.com` and `ann@example.com` are one account.
 
-use loco_rs::{hash, prelude::*};
+use loco_rs::prelude::*;
 use sea_orm::SqlErr;
-use std::sync::LazyLock;
 use uuid::Uuid;
+
+use crate::sessions::hashing::{HashingError, PasswordHashing, Priority};
 
 pub use super::_entities::users::{self, ActiveModel, Entity, Model};
 
@@ -33,16 +34,6 @@ pub fn check_new_password(password: &str) -> Result<(), &'static str> {
     } else {
         Ok(())
     }
-}
-
-/// What a login's email and password amount to.
-#[derive(Debug)]
-pub enum Credentials {
-    /// The password is the account's, and the account may log in.
-    Valid(Model),
-    /// Wrong password, unknown email or disabled account: the same to the visitor. The
-    /// account is named (for the audit trail) when it exists.
-    Invalid { user_id: Option<i64> },
 }
 
 /// An email address in its canonical form: trimmed, lower-cased, with one `@` between a
@@ -123,10 +114,15 @@ impl NewUser {
     }
 }
 
-/// A hash of a password nobody has, verified when an email is unknown so that a login
-/// for a missing account costs the same time as one with a wrong password.
-static DECOY_HASH: LazyLock<Option<String>> =
-    LazyLock::new(|| hash::hash_password("tessera-decoy-password").ok());
+/// Why an account's password could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// Password hashing is at capacity, or failed.
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
 
 #[async_trait::async_trait]
 impl ActiveModelBehavior for super::_entities::users::ActiveModel {
@@ -164,83 +160,43 @@ impl Model {
             .ok_or(ModelError::EntityNotFound)
     }
 
-    /// Checks a login attempt in constant work: an unknown email still pays for one
-    /// argon2 verification. Hashing runs off the async runtime. A disabled account fails
-    /// like a wrong password.
+    /// Checks `password` against this user's hash, on the bounded hasher (ahead of
+    /// sign-ups).
     ///
     /// # Errors
-    /// A database error; a wrong email or password is `Ok(None)`.
-    pub async fn authenticate(
-        db: &DatabaseConnection,
-        email: &EmailAddress,
+    /// When hashing is at capacity or fails.
+    pub async fn verify_password(
+        &self,
+        hashing: &PasswordHashing,
         password: &str,
-    ) -> ModelResult<Option<Self>> {
-        Ok(match Self::check_credentials(db, email, password).await? {
-            Credentials::Valid(user) => Some(user),
-            Credentials::Invalid { .. } => None,
-        })
-    }
-
-    /// Like [`Self::authenticate`], naming the account a failed attempt was for.
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn check_credentials(
-        db: &DatabaseConnection,
-        email: &EmailAddress,
-        password: &str,
-    ) -> ModelResult<Credentials> {
-        let user = match Self::find_by_email(db, email).await {
-            Ok(user) => Some(user),
-            Err(ModelError::EntityNotFound) => None,
-            Err(e) => return Err(e),
-        };
-        let candidate = password.to_string();
-        let stored = user.as_ref().map(|u| u.password.clone());
-        let verified = tokio::task::spawn_blocking(move || match stored {
-            Some(hash) => hash::verify_password(&candidate, &hash),
-            None => {
-                if let Some(decoy) = DECOY_HASH.as_deref() {
-                    let _ = hash::verify_password(&candidate, decoy);
-                }
-                false
-            }
-        })
-        .await
-        .map_err(|e| ModelError::Any(e.into()))?;
-        Ok(match user {
-            Some(user) if verified && !user.disabled => Credentials::Valid(user),
-            user => Credentials::Invalid {
-                user_id: user.map(|u| u.id),
-            },
-        })
-    }
-
-    /// Checks `password` against this user's hash, off the async runtime.
-    ///
-    /// # Errors
-    /// When the blocking task fails.
-    pub async fn verify_password(&self, password: &str) -> ModelResult<bool> {
-        let (candidate, stored) = (password.to_string(), self.password.clone());
-        tokio::task::spawn_blocking(move || hash::verify_password(&candidate, &stored))
+    ) -> Result<bool, HashingError> {
+        hashing
+            .verify(Priority::Login, password, &self.password)
             .await
-            .map_err(|e| ModelError::Any(e.into()))
+    }
+
+    /// The account's credential generation: device cookies and sessions opened before a
+    /// password change or a disable belong to an older one.
+    #[must_use]
+    pub const fn credential_generation(&self) -> i64 {
+        0
     }
 
     /// Replaces the password. The caller ends the user's other sessions and rotates the
     /// current one (a privilege change).
     ///
     /// # Errors
-    /// A database or hashing error.
-    pub async fn set_password(&self, db: &DatabaseConnection, password: &str) -> ModelResult<Self> {
-        let password = password.to_string();
-        let password_hash = tokio::task::spawn_blocking(move || hash::hash_password(&password))
-            .await
-            .map_err(|e| ModelError::Any(e.into()))?
-            .map_err(|e| ModelError::Any(e.into()))?;
+    /// When hashing is at capacity or fails, or a database error.
+    pub async fn set_password(
+        &self,
+        db: &DatabaseConnection,
+        hashing: &PasswordHashing,
+        password: &str,
+    ) -> Result<Self, AccountError> {
+        let password_hash = hashing.hash(Priority::Login, password).await?;
         let mut user: ActiveModel = self.clone().into();
         user.password = ActiveValue::Set(password_hash);
-        Ok(user.update(db).await?)
+        Ok(user.update(db).await.map_err(ModelError::from)?)
     }
 
     /// Disables (or re-enables) the account. A disabled user cannot log in, and the caller
@@ -254,21 +210,19 @@ impl Model {
         Ok(user.update(db).await?)
     }
 
-    /// Creates a user with an argon2 password hash.
+    /// Creates a user with an Argon2 password hash, hashed on the bounded hasher behind
+    /// logins.
     ///
     /// # Errors
-    /// `EntityAlreadyExists` when the email is taken, or a database error.
+    /// `EntityAlreadyExists` when the email is taken, hashing at capacity, or a database
+    /// error.
     pub async fn create_with_password(
         db: &DatabaseConnection,
+        hashing: &PasswordHashing,
         new_user: &NewUser,
         admin: bool,
-    ) -> ModelResult<Self> {
-        let password = new_user.password.clone();
-        let password_hash = tokio::task::spawn_blocking(move || hash::hash_password(&password))
-            .await
-            .map_err(|e| ModelError::Any(e.into()))?
-            .map_err(|e| ModelError::Any(e.into()))?;
-
+    ) -> Result<Self, AccountError> {
+        let password_hash = hashing.hash(Priority::SignUp, &new_user.password).await?;
         // One INSERT, no read first: the unique index on email decides, also between two
         // registrations at once. (A read-then-write transaction failed at once with
         // "database is locked" on SQLite whenever another connection wrote in between.)

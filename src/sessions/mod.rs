@@ -15,6 +15,8 @@
 //! - [`policy`]: idle timeout, absolute lifetime and touch interval, as pure functions;
 //! - [`data`]: what a record holds ([`data::SessionData`]);
 //! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
+//! - [`cookies`]: reading a request's cookies by name;
+//! - [`hashing`]: Argon2 password hashing behind a bounded, prioritised queue;
 //!   [`error`]: [`SessionError`];
 //! - [`stores::ops`]: store kinds, store errors and [`stores::ops::StoreOps`], what every
 //!   store offers beyond tower-sessions' `SessionStore` (kind, create-if-absent, keys,
@@ -28,8 +30,10 @@
 //! - [`registry`]: one SQL row per session, for "my sessions", limits and revocation;
 //! - [`audit`]: the lifecycle events, written to SQL off the request path;
 //! - [`metrics`]: Prometheus counters, driven by the audit trail and the store wrapper.
-//! - [`throttle`]: password-guess counters per account and per IP, each attempt reserved
-//!   before the password is checked (one Redis script, or one SQL upsert).
+//! - [`device`]: the signed device cookies of browsers that logged in before;
+//! - [`throttle`]: password-guess counters per device cookie, account and IP, and sign-ups
+//!   per IP, each attempt reserved before it is judged (one Redis script, or one SQL
+//!   upsert).
 //!
 //! [`settings`] checks `settings.sessions` once into a [`SessionConfig`], and
 //! [`stores::Backend::open`] is the one place that turns it into a store.
@@ -44,16 +48,19 @@
 //!   store, registry and audit trail in one order that leaves no half state; and the
 //!   query functions controllers read the registry through;
 //! - [`login`]: logging in and checking a current password as domain operations
-//!   (throttle, authentication, audit, outcome);
+//!   (throttle, authentication, audit, outcome); [`signup`]: registering, the same way;
 //! - [`session`]: [`AppSession`], the typed extractor controllers use;
 //! - [`layer`]: the middleware that reads the cookie and saves what changed;
 //! - [`maintenance`]: operator jobs (cleanup, statistics, moving sessions between stores).
 
 pub mod audit;
+pub mod cookies;
 pub mod csrf;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod events;
+pub mod hashing;
 pub mod keys;
 pub mod layer;
 pub mod lifecycle;
@@ -64,6 +71,7 @@ pub mod policy;
 pub mod registry;
 pub mod session;
 pub mod settings;
+pub mod signup;
 pub mod stores;
 pub mod throttle;
 pub mod time;
@@ -76,6 +84,8 @@ use tower_sessions::session::Id;
 
 use self::{
     audit::AuditLog,
+    device::DeviceCookies,
+    hashing::PasswordHashing,
     registry::SessionRegistry,
     stores::{
         encrypted::Encrypted,
@@ -114,6 +124,8 @@ pub struct Sessions {
     registry: SessionRegistry,
     audit: AuditLog,
     throttle: LoginThrottle,
+    devices: DeviceCookies,
+    hashing: PasswordHashing,
 }
 
 impl Sessions {
@@ -131,6 +143,15 @@ impl Sessions {
             config.throttle.clone(),
         );
         let audit = AuditLog::start(db.clone());
+        let devices = DeviceCookies::new(
+            &config.secret,
+            config.cookie.secure,
+            config.throttle.device_cookie_lifetime(),
+        );
+        let hashing = PasswordHashing::new(
+            config.password_hashing.concurrency(),
+            config.password_hashing.queue,
+        );
         let sealed = Encrypted::new(backend, config.encryption.clone());
         let limited = SizeLimited::new(HashedIds::new(sealed, hasher), config.max_record_bytes);
         Ok(Self {
@@ -139,6 +160,8 @@ impl Sessions {
             registry: SessionRegistry::new(db),
             audit,
             throttle,
+            devices,
+            hashing,
         })
     }
 
@@ -245,6 +268,18 @@ impl Sessions {
     #[must_use]
     pub const fn throttle(&self) -> &LoginThrottle {
         &self.throttle
+    }
+
+    /// The device cookies logins issue and the throttle recognises.
+    #[must_use]
+    pub const fn devices(&self) -> &DeviceCookies {
+        &self.devices
+    }
+
+    /// The app's bounded password hasher.
+    #[must_use]
+    pub const fn hashing(&self) -> &PasswordHashing {
+        &self.hashing
     }
 
     /// Operation counts since start.

@@ -58,9 +58,12 @@ pub struct SessionSettings {
     /// Bind a logged-in session to the browser's user agent, and optionally its network.
     #[serde(default)]
     pub fingerprint: FingerprintSettings,
-    /// Failed-login throttling per account and per IP.
+    /// Failed-login throttling per device cookie, account and IP, and sign-ups per IP.
     #[serde(default)]
     pub throttle: ThrottleSettings,
+    /// Argon2 hashes at once, and the queue for them.
+    #[serde(default)]
+    pub password_hashing: PasswordHashingSettings,
     /// How many days the audit trail (`session_events`) keeps an event; `sessions_cleanup`
     /// deletes older ones.
     #[serde(default = "default_events_retention_days")]
@@ -89,14 +92,43 @@ pub struct FingerprintSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleSettings {
-    /// Failed logins per account within the window before further attempts are refused.
+    /// Failed logins per account from clients without its device cookie, within the window,
+    /// before further attempts from such clients are refused.
     #[serde(default = "default_account_failures")]
     pub account_failures: u32,
-    /// Failed logins per IP address within the window.
+    /// Failed logins per client network within the window (clients without a device
+    /// cookie for the account they try).
     #[serde(default = "default_ip_failures")]
     pub ip_failures: u32,
+    /// Failed logins per device cookie within the window; unset: `account_failures`, so a
+    /// known browser that guesses wrong is throttled like an unknown one, alone.
+    #[serde(default)]
+    pub device_failures: Option<u32>,
     #[serde(default = "default_throttle_window")]
     pub window_secs: u64,
+    /// How long a device cookie is good for after the login that issued it, whatever
+    /// "remember me" said.
+    #[serde(default = "default_device_cookie_lifetime_days")]
+    pub device_cookie_lifetime_days: u32,
+    /// Sign-ups per client network within `registration_window_secs`.
+    #[serde(default = "default_registration_attempts")]
+    pub registration_attempts: u32,
+    #[serde(default = "default_registration_window")]
+    pub registration_window_secs: u64,
+}
+
+impl ThrottleSettings {
+    /// Failures per device cookie and window.
+    #[must_use]
+    pub fn device_failures(&self) -> u32 {
+        self.device_failures.unwrap_or(self.account_failures)
+    }
+
+    /// How long a device cookie lives.
+    #[must_use]
+    pub fn device_cookie_lifetime(&self) -> Duration {
+        Duration::from_secs(u64::from(self.device_cookie_lifetime_days) * 24 * 3600)
+    }
 }
 
 impl Default for ThrottleSettings {
@@ -104,11 +136,59 @@ impl Default for ThrottleSettings {
         Self {
             account_failures: default_account_failures(),
             ip_failures: default_ip_failures(),
+            device_failures: None,
             window_secs: default_throttle_window(),
+            device_cookie_lifetime_days: default_device_cookie_lifetime_days(),
+            registration_attempts: default_registration_attempts(),
+            registration_window_secs: default_registration_window(),
         }
     }
 }
 
+/// `settings.sessions.password_hashing`: how many Argon2 hashes may run at once per app
+/// instance, and how many may wait.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordHashingSettings {
+    /// Hashes at once; unset: the number of cores.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Requests that may wait for a hash; beyond them the answer is 503.
+    #[serde(default = "default_hashing_queue")]
+    pub queue: usize,
+}
+
+impl Default for PasswordHashingSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: None,
+            queue: default_hashing_queue(),
+        }
+    }
+}
+
+impl PasswordHashingSettings {
+    /// Hashes at once: as configured, else one per core.
+    #[must_use]
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
+const fn default_device_cookie_lifetime_days() -> u32 {
+    180
+}
+const fn default_registration_attempts() -> u32 {
+    10
+}
+const fn default_registration_window() -> u64 {
+    3600
+}
+const fn default_hashing_queue() -> usize {
+    64
+}
 const fn default_events_retention_days() -> u32 {
     90
 }
@@ -267,6 +347,7 @@ pub struct SessionConfig {
     pub encryption: Option<EncryptionKeys>,
     pub fingerprint: FingerprintSettings,
     pub throttle: ThrottleSettings,
+    pub password_hashing: PasswordHashingSettings,
     /// How long the audit trail keeps an event.
     pub events_retention: Duration,
     pub metrics_token: Option<String>,
@@ -346,11 +427,38 @@ impl SessionConfig {
             ));
         }
         let throttle = settings.throttle;
-        if throttle.account_failures == 0 || throttle.ip_failures == 0 || throttle.window_secs == 0
-        {
+        for (key, value) in [
+            (
+                "throttle.account_failures",
+                u64::from(throttle.account_failures),
+            ),
+            ("throttle.ip_failures", u64::from(throttle.ip_failures)),
+            (
+                "throttle.device_failures",
+                u64::from(throttle.device_failures()),
+            ),
+            ("throttle.window_secs", throttle.window_secs),
+            (
+                "throttle.device_cookie_lifetime_days",
+                u64::from(throttle.device_cookie_lifetime_days),
+            ),
+            (
+                "throttle.registration_attempts",
+                u64::from(throttle.registration_attempts),
+            ),
+            (
+                "throttle.registration_window_secs",
+                throttle.registration_window_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::new(key, "must be more than 0"));
+            }
+        }
+        if settings.password_hashing.concurrency == Some(0) {
             return Err(SettingsError::new(
-                "throttle",
-                "limits and window must be more than 0",
+                "password_hashing.concurrency",
+                "must be more than 0 (leave it unset for one per core)",
             ));
         }
         let secret_bytes = secret.clone().into_bytes();
@@ -399,6 +507,7 @@ impl SessionConfig {
             encryption,
             fingerprint: settings.fingerprint,
             throttle,
+            password_hashing: settings.password_hashing,
             events_retention: Duration::from_secs(
                 u64::from(settings.events_retention_days) * 24 * 3600,
             ),

@@ -1,11 +1,24 @@
-//! Password-guess throttling, per account and per IP network, in fixed windows.
+//! Password-guess and sign-up throttling, in fixed windows, that nobody can turn against a
+//! user.
 //!
-//! An attempt is counted **before** it is judged: [`LoginThrottle::reserve`] adds one to
-//! each counter in a single atomic step and says whether the attempt may go on, so however
-//! many guesses arrive at once, at most the limit of them ever reach argon2 in one window.
-//! A success gives its reservations back ([`LoginThrottle::succeeded`]): the account's
-//! count is cleared and the IP's attempt is returned, so only failures (and refused
-//! attempts) use up a window.
+//! An attempt is counted **before** it is judged: a `reserve_*` call adds one to each of its
+//! counters in a single atomic step per counter and says whether the attempt may go on, so
+//! however many guesses arrive at once, at most the limit of them ever reach argon2 in one
+//! window. Which counters an attempt uses follows OWASP's device cookies
+//! ([`super::device`]):
+//!
+//! - a login (or a check of the current password on the password form) from a browser
+//!   holding a valid device cookie for that account is counted per device cookie only
+//!   (`device_failures`): its owner's known browser gets in while someone hammers the
+//!   account from anywhere, and N wrong guesses from it lock that cookie and nothing else;
+//! - any other attempt counts toward the account's limit for unknown clients
+//!   (`account_failures`) and its client network's (`ip_failures`);
+//! - a sign-up counts toward its client network's sign-up limit.
+//!
+//! An attempt that turned out right, or that could not be judged (password hashing was at
+//! capacity), gives its own reservations back ([`LoginThrottle::give_back`]): only failures
+//! and refused attempts use up a window. A success never clears what others counted, so
+//! logging in does not hand a guesser a fresh budget.
 //!
 //! Counters live where they can be updated atomically and every app instance sees them:
 //! - in Redis when sessions are in Redis: one Lua script increments a key and sets its
@@ -17,8 +30,8 @@
 //!
 //! Accounts are counted by the email as typed (normalized), whether or not such an account
 //! exists, so throttling reveals no accounts. IPv6 clients are counted per /64, the
-//! smallest network a single host is usually given. Keys are keyed hashes: neither emails
-//! nor IPs are stored in clear.
+//! smallest network a single host is usually given. Keys are keyed hashes: neither emails,
+//! IPs nor device cookies are stored in clear.
 
 use std::{
     net::IpAddr,
@@ -29,6 +42,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use super::{
+    device::DeviceToken,
     error::SessionError,
     settings::ThrottleSettings,
     stores::{hashed::IdHasher, redis::RedisSessionStore, Backend},
@@ -62,12 +76,18 @@ return 0
 /// What is being counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Subject {
-    /// Logins for one email.
+    /// Logins for one email from clients without a device cookie for it.
     Account,
-    /// Logins from one IP address (IPv6: one /64).
+    /// Logins and password checks from one IP address (IPv6: one /64) without a device
+    /// cookie.
     Ip,
-    /// Current-password checks of one logged-in user (the password form).
+    /// Current-password checks of one logged-in user (the password form) from clients
+    /// without a device cookie for the account.
     PasswordCheck,
+    /// Logins and password checks from one device cookie.
+    Device,
+    /// Sign-ups from one IP address (IPv6: one /64).
+    Registration,
 }
 
 impl Subject {
@@ -76,6 +96,8 @@ impl Subject {
             Self::Account => "account",
             Self::Ip => "ip",
             Self::PasswordCheck => "password",
+            Self::Device => "device",
+            Self::Registration => "register",
         }
     }
 }
@@ -87,32 +109,45 @@ enum Counters {
     Sql(DatabaseConnection),
 }
 
+/// One counter an attempt is to be counted on, with its limit and window.
+struct Limit {
+    key: String,
+    max: u32,
+    window: Duration,
+}
+
 /// One counted attempt on one counter.
 #[derive(Debug, Clone)]
 struct Counted {
-    key: String,
     count: u64,
     left: Duration,
 }
 
 /// The verdict on an attempt that was counted.
 #[derive(Debug)]
-#[must_use = "an allowed attempt must be reported with `succeeded` or left as a failure"]
+#[must_use = "an allowed attempt must be given back on success, or left counted as a failure"]
 pub enum Reservation {
-    /// Go on and check the password. Report a success with [`LoginThrottle::succeeded`];
-    /// a failure needs nothing more: it was counted already.
+    /// Go on and check the password. Give it back with [`LoginThrottle::give_back`] when
+    /// it was right (or could not be judged); a failure needs nothing more: it was
+    /// counted already.
     Allowed(Attempt),
     /// Over the limit: refuse without checking anything, for this long.
     Refused { retry_after: Duration },
 }
 
-/// The counters one allowed attempt holds, to give back on success.
+/// The counters one allowed attempt was counted on, to give back.
 #[derive(Debug)]
 pub struct Attempt {
-    /// The counter cleared on success (the account or the user's password checks).
-    cleared: String,
-    /// The counters given one attempt back on success (the IP's).
-    returned: Vec<String>,
+    counted: Vec<String>,
+}
+
+/// Who is making a password attempt, as far as the throttle is concerned.
+#[derive(Debug, Clone, Copy)]
+pub enum Claimant<'a> {
+    /// A browser holding a valid device cookie for the account it tries.
+    KnownDevice(&'a DeviceToken),
+    /// Anyone else, from this address (when known).
+    Unknown { ip: Option<&'a str> },
 }
 
 /// The password-guess throttle of one app.
@@ -142,87 +177,119 @@ impl LoginThrottle {
         }
     }
 
-    fn key(&self, subject: Subject, value: &str) -> String {
+    fn limit(&self, subject: Subject, value: &str) -> Limit {
         let digest = self.hasher.fingerprint_bytes(subject.tag(), value);
-        format!("{}{}", subject.tag(), URL_SAFE_NO_PAD.encode(digest))
+        let (max, window_secs) = match subject {
+            Subject::Account | Subject::PasswordCheck => {
+                (self.limits.account_failures, self.limits.window_secs)
+            }
+            Subject::Ip => (self.limits.ip_failures, self.limits.window_secs),
+            Subject::Device => (self.limits.device_failures(), self.limits.window_secs),
+            Subject::Registration => (
+                self.limits.registration_attempts,
+                self.limits.registration_window_secs,
+            ),
+        };
+        Limit {
+            key: format!("{}{}", subject.tag(), URL_SAFE_NO_PAD.encode(digest)),
+            max,
+            window: Duration::from_secs(window_secs),
+        }
     }
 
-    fn window(&self) -> Duration {
-        Duration::from_secs(self.limits.window_secs)
+    /// The counters of a password attempt by `claimant`: its device cookie's, or the
+    /// unknown clients' counter `unknown` and the client network's.
+    fn password_limits(&self, claimant: Claimant<'_>, unknown: Limit) -> Vec<Limit> {
+        match claimant {
+            Claimant::KnownDevice(device) => {
+                vec![self.limit(Subject::Device, &device.counter_name())]
+            }
+            Claimant::Unknown { ip } => std::iter::once(unknown)
+                .chain(ip.map(|ip| self.limit(Subject::Ip, &ip_network(ip))))
+                .collect(),
+        }
     }
 
-    /// Counts a login attempt for `account` (a normalized email) and `ip`, before the
+    /// Counts a login attempt for `account` (a normalized email) by `claimant`, before the
     /// password is checked.
     ///
     /// # Errors
     /// When the counters' store does not answer: the attempt must then not be judged.
-    pub async fn reserve(
+    pub async fn reserve_login(
         &self,
         account: &str,
+        claimant: Claimant<'_>,
+    ) -> Result<Reservation, SessionError> {
+        let limits = self.password_limits(claimant, self.limit(Subject::Account, account));
+        self.reserve(limits).await
+    }
+
+    /// Counts a check of a logged-in user's current password (the password form) by
+    /// `claimant`, before it is checked: a stolen cookie must not open a guessing game.
+    ///
+    /// # Errors
+    /// When the counters' store does not answer.
+    pub async fn reserve_password_check(
+        &self,
+        user_id: i64,
+        claimant: Claimant<'_>,
+    ) -> Result<Reservation, SessionError> {
+        let unknown = self.limit(Subject::PasswordCheck, &user_id.to_string());
+        let limits = self.password_limits(claimant, unknown);
+        self.reserve(limits).await
+    }
+
+    /// Counts a sign-up from `ip`, whatever its outcome (a taken email and a form with
+    /// mistakes count too: each costs a hash or invites a retry).
+    ///
+    /// # Errors
+    /// When the counters' store does not answer.
+    pub async fn reserve_registration(
+        &self,
         ip: Option<&str>,
     ) -> Result<Reservation, SessionError> {
-        let account_key = self.key(Subject::Account, account);
-        let counted = self.count(&account_key).await?;
-        if counted.count > u64::from(self.limits.account_failures) {
-            return Ok(Reservation::Refused {
-                retry_after: counted.left,
-            });
-        }
-        let mut returned = Vec::new();
-        if let Some(network) = ip.map(ip_network) {
-            let ip_key = self.key(Subject::Ip, &network);
-            let by_ip = self.count(&ip_key).await?;
-            if by_ip.count > u64::from(self.limits.ip_failures) {
-                // Refused for the IP: this attempt is not the account's doing.
-                self.release(&account_key).await?;
+        let limits = ip
+            .map(|ip| self.limit(Subject::Registration, &ip_network(ip)))
+            .into_iter()
+            .collect();
+        self.reserve(limits).await
+    }
+
+    /// Counts one attempt on each of `limits`, in order. The first counter over its limit
+    /// refuses the attempt; the counters before it get their count back (the attempt is
+    /// not theirs to pay for), the refusing one keeps it.
+    async fn reserve(&self, limits: Vec<Limit>) -> Result<Reservation, SessionError> {
+        let mut counted: Vec<String> = Vec::with_capacity(limits.len());
+        for limit in limits {
+            let count = self.count(&limit.key, limit.window).await?;
+            if count.count > u64::from(limit.max) {
+                for key in &counted {
+                    self.release(key).await?;
+                }
                 return Ok(Reservation::Refused {
-                    retry_after: by_ip.left,
+                    retry_after: count.left,
                 });
             }
-            returned.push(by_ip.key);
+            counted.push(limit.key);
         }
-        Ok(Reservation::Allowed(Attempt {
-            cleared: counted.key,
-            returned,
-        }))
+        Ok(Reservation::Allowed(Attempt { counted }))
     }
 
-    /// Counts a check of a logged-in user's current password (the password form), before
-    /// it is checked; the account limit applies.
+    /// Gives an attempt's reservations back: it was right, or it could not be judged.
+    /// Failures counted by other attempts stay.
     ///
     /// # Errors
     /// When the counters' store does not answer.
-    pub async fn reserve_password_check(&self, user_id: i64) -> Result<Reservation, SessionError> {
-        let counted = self
-            .count(&self.key(Subject::PasswordCheck, &user_id.to_string()))
-            .await?;
-        if counted.count > u64::from(self.limits.account_failures) {
-            return Ok(Reservation::Refused {
-                retry_after: counted.left,
-            });
-        }
-        Ok(Reservation::Allowed(Attempt {
-            cleared: counted.key,
-            returned: Vec::new(),
-        }))
-    }
-
-    /// The attempt succeeded: the account's failures are forgotten and the IP's counter
-    /// gets this attempt back (a success is not a guess).
-    ///
-    /// # Errors
-    /// When the counters' store does not answer.
-    pub async fn succeeded(&self, attempt: Attempt) -> Result<(), SessionError> {
-        self.clear(&attempt.cleared).await?;
-        for key in &attempt.returned {
+    pub async fn give_back(&self, attempt: Attempt) -> Result<(), SessionError> {
+        for key in &attempt.counted {
             self.release(key).await?;
         }
         Ok(())
     }
 
     /// Adds one to `key`'s counter, starting a new window if the last one ended.
-    async fn count(&self, key: &str) -> Result<Counted, SessionError> {
-        let window_ms = u64::try_from(self.window().as_millis()).unwrap_or(u64::MAX);
+    async fn count(&self, key: &str, window: Duration) -> Result<Counted, SessionError> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         let (count, left_ms) = match &self.counters {
             Counters::Redis(redis) => {
                 let key = format!("{REDIS_PREFIX}{key}");
@@ -258,7 +325,6 @@ impl LoginThrottle {
             }
         };
         Ok(Counted {
-            key: key.to_string(),
             count,
             // Whole seconds, rounded up: `Retry-After` must not invite a retry too early.
             left: Duration::from_secs(left_ms.div_ceil(1000).max(1)),
@@ -287,26 +353,6 @@ impl LoginThrottle {
                 ))
                 .await
                 .map_err(sql_error)?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn clear(&self, key: &str) -> Result<(), SessionError> {
-        match &self.counters {
-            Counters::Redis(redis) => {
-                let key = format!("{REDIS_PREFIX}{key}");
-                redis.del_routed(&key).await.map_err(redis_error)?;
-            }
-            Counters::Sql(db) => {
-                let backend = db.get_database_backend();
-                let sql = match backend {
-                    DbBackend::Postgres => "DELETE FROM throttle_counters WHERE counter_key = $1",
-                    _ => "DELETE FROM throttle_counters WHERE counter_key = ?",
-                };
-                db.execute_raw(Statement::from_sql_and_values(backend, sql, [key.into()]))
-                    .await
-                    .map_err(sql_error)?;
             }
         }
         Ok(())

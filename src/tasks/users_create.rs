@@ -10,7 +10,10 @@ use loco_rs::{
     Error, Result,
 };
 
-use crate::models::users::{self, NewUser};
+use crate::{
+    models::users::{self, AccountError, NewUser},
+    sessions::hashing::PasswordHashing,
+};
 
 pub struct UsersCreate;
 
@@ -58,7 +61,9 @@ impl Task for UsersCreate {
             bad_args(reasons.join(" "))
         })?;
         super::args::migrate_if_configured(ctx).await?;
-        match users::Model::create_with_password(&ctx.db, &new_user, admin).await {
+        // One account from the command line: no queue to share with anyone.
+        let hashing = PasswordHashing::new(1, 0);
+        match users::Model::create_with_password(&ctx.db, &hashing, &new_user, admin).await {
             Ok(user) => {
                 println!(
                     "created {} user {} (id {})",
@@ -68,14 +73,15 @@ impl Task for UsersCreate {
                 );
                 Ok(())
             }
-            Err(ModelError::EntityAlreadyExists) => {
+            Err(AccountError::Model(ModelError::EntityAlreadyExists)) => {
                 println!(
                     "user {} already exists; nothing changed",
                     new_user.email.as_str()
                 );
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(AccountError::Model(e)) => Err(e.into()),
+            Err(AccountError::Hashing(e)) => Err(Error::Message(e.to_string())),
         }
     }
 }

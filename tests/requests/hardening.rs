@@ -206,12 +206,28 @@ async fn headers_protect_pages_behind_login_and_logout_clears_site_data() {
         .post("/logout")
         .form(&[("csrf_token", token.as_str())])
         .await;
+    // The cache goes; the cookies stay but the session's, which its own `Set-Cookie`
+    // expires: "cookies" would also wipe the device cookie and sibling apps' cookies.
     assert_eq!(
         logout
             .maybe_header("clear-site-data")
             .and_then(|v| v.to_str().ok().map(str::to_string))
             .as_deref(),
-        Some("\"cookies\"")
+        Some("\"cache\"")
+    );
+    let set_cookies: Vec<String> = logout
+        .iter_headers_by_name("set-cookie")
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    assert!(
+        set_cookies
+            .iter()
+            .any(|c| c.starts_with("session=;") && c.contains("Max-Age=0")),
+        "the session cookie is expired: {set_cookies:?}"
+    );
+    assert!(
+        set_cookies.iter().all(|c| !c.starts_with("device=")),
+        "the device cookie is kept: {set_cookies:?}"
     );
     let api: Value = browser.get("/api/session").await.json();
     assert_eq!(api["authenticated"], false);

@@ -45,9 +45,9 @@ async fn production_login_sets_a_host_cookie_and_one_redis_key_with_a_ttl() {
         .store_key(&parse_id(&id))
         .to_string();
     assert_eq!(
-        server.keys(),
+        server.session_keys(),
         vec![key.clone()],
-        "exactly one key: the session, by its hash"
+        "exactly one session key: the session, by its hash"
     );
     assert_ne!(key, id, "the cookie's ID is not a Redis key");
     let ttl: i64 = server
@@ -69,7 +69,7 @@ async fn production_login_sets_a_host_cookie_and_one_redis_key_with_a_ttl() {
         .post("/logout")
         .form(&[("csrf_token", token.as_str())])
         .await;
-    assert!(server.keys().is_empty(), "logout deleted the key");
+    assert!(server.session_keys().is_empty(), "logout deleted the key");
 }
 
 #[tokio::test]

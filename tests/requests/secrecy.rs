@@ -94,7 +94,7 @@ async fn no_raw_id_in_redis() {
     })
     .await;
     let ids = live_a_session(&app, "session").await;
-    let keys = server.keys();
+    let keys = server.session_keys();
     assert_eq!(keys.len(), 1, "one live session: {keys:?}");
     let value = server.cli(&["GET", &keys[0]]).unwrap_or_default();
     for id in &ids {

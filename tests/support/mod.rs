@@ -53,6 +53,9 @@ pub struct Settings {
     /// `{"middlewares": {"timeout_request": {"enable": true, "timeout": 200}}}`; `null`
     /// removes a key, as if the file did not have it.
     pub server: Value,
+    /// The database pool's size and how long a request waits for a connection, in ms
+    /// (default: 4 connections, Loco's default wait).
+    pub pool: Option<(u32, u64)>,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             share_with: None,
             remote_ip: false,
             server: json!({}),
+            pool: None,
         }
     }
 }
@@ -143,6 +147,11 @@ impl TestApp {
         config.database.dangerously_recreate = false;
         config.database.dangerously_truncate = false;
         config.database.max_connections = 4;
+        if let Some((connections, acquire_timeout_ms)) = settings.pool {
+            config.database.max_connections = connections;
+            config.database.min_connections = 1;
+            config.database.acquire_timeout = Some(acquire_timeout_ms);
+        }
         config.database.connect_timeout = 5000;
         config.logger.enable = false;
         if settings.remote_ip {
@@ -266,9 +275,14 @@ impl TestApp {
         let new =
             tessera::models::users::NewUser::parse("Some Body", email, "correct horse battery")
                 .expect("valid user");
-        tessera::models::users::Model::create_with_password(&self.ctx.db, &new, admin)
-            .await
-            .expect("user created")
+        tessera::models::users::Model::create_with_password(
+            &self.ctx.db,
+            self.sessions().hashing(),
+            &new,
+            admin,
+        )
+        .await
+        .expect("user created")
     }
 
     /// Waits until the audit trail has written every event so far.

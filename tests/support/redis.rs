@@ -160,6 +160,15 @@ impl RedisServer {
             .unwrap_or_default()
     }
 
+    /// The keys of session records: every key but Tessera's own (`tessera:*`, such as the
+    /// throttle's counters).
+    pub fn session_keys(&self) -> Vec<String> {
+        self.keys()
+            .into_iter()
+            .filter(|key| !key.starts_with("tessera:"))
+            .collect()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }

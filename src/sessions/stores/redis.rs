@@ -26,8 +26,7 @@
 //! commands go through it (to follow `-MOVED`/`-ASK` during resharding) and write the
 //! released store's format: the record as MessagePack, expiring at its expiry date.
 //! The app's other keys (the login throttle's counters) take the same route, through
-//! [`RedisSessionStore::eval_routed`] and [`RedisSessionStore::del_routed`]: no pool is
-//! handed out to bypass it.
+//! [`RedisSessionStore::eval_routed`]: no pool is handed out to bypass it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -157,7 +156,7 @@ impl RedisSessionStore {
     /// one server, or on a cluster through the slot router, which follows `-MOVED` and
     /// `-ASK` and retries `TRYAGAIN`/`CLUSTERDOWN` as it does for session records, so a
     /// reshard of `key`'s slot costs no error. Other Redis users of the app (the login
-    /// throttle) go through here and [`Self::del_routed`], never to a pool directly.
+    /// throttle) go through here, never to a pool directly.
     ///
     /// ```no_run
     /// # async fn demo(redis: &tessera::sessions::stores::redis::RedisSessionStore) -> Result<(), fred::error::Error> {
@@ -195,21 +194,6 @@ impl RedisSessionStore {
                     .convert()
             }
         }
-    }
-
-    /// Deletes `key` where it lives (see [`Self::eval_routed`]); whether it existed.
-    ///
-    /// # Errors
-    /// Redis's error, or a timeout.
-    pub async fn del_routed(&self, key: &str) -> Result<bool, fred::error::Error> {
-        let deleted: u64 = match &self.connection {
-            Connection::Pool(pool) => pool.del(key).await?,
-            Connection::Cluster(router) => router
-                .call(key, &KeyCommand::new("DEL", vec![key.into()]))
-                .await?
-                .convert()?,
-        };
-        Ok(deleted > 0)
     }
 
     /// Every pool that holds keys: the one pool, or one per cluster master.
