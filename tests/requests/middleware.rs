@@ -452,20 +452,34 @@ async fn catch_panic_answers_the_error_page_and_logs_the_request() {
 async fn timeout_request_bounds_the_whole_request_session_load_included() {
     let logs = logs::captured();
     let redis = RedisServer::start();
-    let app = TestApp::with(Settings {
-        sessions: json!({
-            "store": "redis",
-            "redis": {"url": redis.url(), "command_timeout_ms": 60_000},
-        }),
-        server: json!({"middlewares": {
-            "timeout_request": {"enable": true, "timeout": 300},
-        }}),
+    let sessions = json!({
+        "store": "redis",
+        "redis": {"url": redis.url(), "command_timeout_ms": 60_000},
+    });
+    // The login runs on an instance without the timeout (Argon2 on a loaded machine may
+    // take longer than it); the timed instance shares its database and Redis.
+    let untimed = TestApp::with(Settings {
+        sessions: sessions.clone(),
         ..Settings::default()
     })
     .await;
-    app.create_user("tia@example.com", false).await;
-    let (browser, _) = app.browser_logged_in_as("tia@example.com").await;
-    assert_eq!(browser.get("/dashboard").await.status_code(), 200);
+    untimed.create_user("tia@example.com", false).await;
+    let (logged_in, id) = untimed.browser_logged_in_as("tia@example.com").await;
+    assert_eq!(logged_in.get("/dashboard").await.status_code(), 200);
+    let app = TestApp::with(Settings {
+        sessions,
+        server: json!({"middlewares": {
+            "timeout_request": {"enable": true, "timeout": 300},
+        }}),
+        share_with: Some(untimed.scratch()),
+        ..Settings::default()
+    })
+    .await;
+    let mut browser = app.browser();
+    browser.add_cookie(cookie::Cookie::new(
+        app.sessions().config().cookie.name.clone(),
+        id,
+    ));
 
     // Every Redis command waits a minute from now on (until the server is killed at the
     // end of the test): the session cannot be loaded.
