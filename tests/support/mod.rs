@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod nginx;
 pub mod postgres;
 pub mod redis;
 pub mod redis_topology;
@@ -48,6 +49,9 @@ pub struct Settings {
     /// Turn on Loco's `server.middlewares.remote_ip` (trust the rightmost
     /// `X-Forwarded-For`), as behind a reverse proxy.
     pub remote_ip: bool,
+    /// Keep the config file's database pool (size, acquire timeout) instead of the
+    /// tests' small one, as a deployment runs it.
+    pub shipped_database_pool: bool,
 }
 
 impl Default for Settings {
@@ -58,6 +62,7 @@ impl Default for Settings {
             sessions: json!({}),
             share_with: None,
             remote_ip: false,
+            shipped_database_pool: false,
         }
     }
 }
@@ -136,8 +141,10 @@ impl TestApp {
         config.database.uri = scratch.database_url.clone();
         config.database.dangerously_recreate = false;
         config.database.dangerously_truncate = false;
-        config.database.max_connections = 4;
-        config.database.connect_timeout = 5000;
+        if !settings.shipped_database_pool {
+            config.database.max_connections = 4;
+            config.database.connect_timeout = 5000;
+        }
         config.logger.enable = false;
         if settings.remote_ip {
             use loco_rs::controller::middleware::remote_ip::{ClientIpSource, RemoteIpMiddleware};
@@ -178,6 +185,13 @@ impl TestApp {
     /// Serves the app over real HTTP on 127.0.0.1 (for a real browser); returns its base
     /// URL. The server lives as long as the test's runtime.
     pub async fn serve(&self) -> String {
+        format!("http://{}", self.listen().await)
+    }
+
+    /// Serves the app over plain HTTP on a free port of 127.0.0.1, as `cargo loco start`
+    /// would (the socket's peer address reaches the handlers); returns the address. The
+    /// server lives as long as the test's runtime.
+    pub async fn listen(&self) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
@@ -187,7 +201,7 @@ impl TestApp {
             .clone()
             .into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, service).await });
-        format!("http://{address}")
+        address
     }
 
     pub fn scratch(&self) -> Arc<Scratch> {

@@ -1,0 +1,4 @@
+//! The shipped production config behind nginx terminating TLS, driven by clients from
+//! distinct loopback addresses (`support::nginx`).
+
+mod cookies;
