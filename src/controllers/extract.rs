@@ -133,16 +133,17 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionLayer {
     }
 }
 
-/// The browser behind the request: its user agent and IP address (the forwarded one when
-/// Loco's `remote_ip` middleware is on).
+/// The browser behind the request: its user agent and IP address (the one a trusted proxy
+/// forwarded, `settings.sessions.trusted_proxies`).
 #[derive(Debug, Clone)]
 pub struct Client(pub ClientInfo);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
-    type Rejection = std::convert::Infallible;
+    type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(ClientInfo::from_parts(parts).await))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let SessionLayer(sessions) = SessionLayer::from_request_parts(parts, state).await?;
+        Ok(Self(sessions.client(parts)))
     }
 }
 

@@ -16,7 +16,8 @@
 //! - [`client_address`]: the client's address, from the TCP peer or, behind a trusted
 //!   proxy, from `X-Forwarded-For` (Rails' `RemoteIp` algorithm), and the one notion of a
 //!   client's [`network`](client_address::network);
-//! - [`data`]: what a record holds ([`data::SessionData`]);
+//! - [`data`]: what a record holds ([`data::SessionData`]) and who sent a request
+//!   ([`ClientInfo`], with [`client_address`], the one leaf it builds on);
 //! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
 //!   [`error`]: [`SessionError`];
 //! - [`stores::ops`]: store kinds, store errors and [`stores::ops::StoreOps`], what every
@@ -228,6 +229,13 @@ impl Sessions {
         } else {
             String::new()
         }
+    }
+
+    /// Who sent the request: its user agent and its address, resolved through the
+    /// configured trusted proxies ([`client_address`]).
+    #[must_use]
+    pub fn client(&self, parts: &axum::http::request::Parts) -> ClientInfo {
+        ClientInfo::from_parts(parts, &self.config.trusted_proxies)
     }
 
     /// The name logs, SQL and URLs use for the session with cookie ID `id`.

@@ -10,6 +10,7 @@ use std::{path::PathBuf, time::Duration};
 use loco_rs::environment::Environment;
 use serde::Deserialize;
 
+use super::client_address::{TrustedProxies, DEFAULT_TRUSTED_PROXIES};
 use super::policy::{PolicyError, SessionPolicy};
 use super::stores::encrypted::EncryptionKeys;
 
@@ -73,6 +74,11 @@ pub struct SessionSettings {
     pub cookie: CookieSettings,
     #[serde(default)]
     pub redis: RedisSettings,
+    /// `TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` is believed, as a
+    /// comma-separated list of addresses and CIDR ranges, or `none`. Unset: loopback and
+    /// the private ranges ([`DEFAULT_TRUSTED_PROXIES`]).
+    #[serde(default)]
+    pub trusted_proxies: Option<String>,
 }
 
 /// `settings.sessions.fingerprint`.
@@ -272,6 +278,8 @@ pub struct SessionConfig {
     pub metrics_token: Option<String>,
     pub cookie: CookieConfig,
     pub redis: RedisConfig,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl SessionConfig {
@@ -389,6 +397,13 @@ impl SessionConfig {
         if settings.dir.as_os_str().is_empty() {
             return Err(SettingsError::new("dir", "SESSION_DIR is empty"));
         }
+        let trusted_proxies = TrustedProxies::parse(
+            settings
+                .trusted_proxies
+                .as_deref()
+                .unwrap_or(DEFAULT_TRUSTED_PROXIES),
+        )
+        .map_err(|e| SettingsError::new("trusted_proxies", format!("TRUSTED_PROXIES {e}")))?;
         Ok(Self {
             store: settings.store,
             dir: settings.dir,
@@ -405,6 +420,7 @@ impl SessionConfig {
             metrics_token: settings.metrics_token.filter(|t| !t.trim().is_empty()),
             cookie,
             redis,
+            trusted_proxies,
         })
     }
 }

@@ -59,6 +59,21 @@ fn production_refuses_a_short_secret_and_a_bad_store() {
     );
 }
 
+#[test]
+fn production_refuses_a_bad_trusted_proxies_list_in_one_line() {
+    let secret = "0123456789abcdef0123456789abcdef-ok";
+    let (ok, stderr) = start_production(&[
+        ("SESSION_SECRET", secret),
+        ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
+    ]);
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("settings.sessions.trusted_proxies") && stderr.contains("proxy.internal"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn production_refuses_cookies_that_break_the_host_prefix() {
     for (cookie, key) in [

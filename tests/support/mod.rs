@@ -46,9 +46,6 @@ pub struct Settings {
     pub sessions: Value,
     /// Reuse another app's scratch directory and database, as a second instance would.
     pub share_with: Option<Arc<Scratch>>,
-    /// Turn on Loco's `server.middlewares.remote_ip` (trust the rightmost
-    /// `X-Forwarded-For`), as behind a reverse proxy.
-    pub remote_ip: bool,
     /// Keep the config file's database pool (size, acquire timeout) instead of the
     /// tests' small one, as a deployment runs it.
     pub shipped_database_pool: bool,
@@ -61,7 +58,6 @@ impl Default for Settings {
             database: Database::Sqlite,
             sessions: json!({}),
             share_with: None,
-            remote_ip: false,
             shipped_database_pool: false,
         }
     }
@@ -146,13 +142,6 @@ impl TestApp {
             config.database.connect_timeout = 5000;
         }
         config.logger.enable = false;
-        if settings.remote_ip {
-            use loco_rs::controller::middleware::remote_ip::{ClientIpSource, RemoteIpMiddleware};
-            config.server.middlewares.remote_ip = Some(RemoteIpMiddleware {
-                enable: true,
-                source: ClientIpSource::RightmostXForwardedFor,
-            });
-        }
         let app_settings = config.settings.get_or_insert_with(|| json!({}));
         let mut sessions = json!({
             "dir": scratch.path().join("sessions"),
@@ -276,6 +265,22 @@ impl TestApp {
     /// Waits until the audit trail has written every event so far.
     pub async fn flush_audit(&self) {
         self.sessions().audit().flush().await;
+    }
+
+    /// The client addresses the audit trail recorded for `event`, oldest first.
+    pub async fn audited_ips(&self, event: &str) -> Vec<String> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        use tessera::models::_entities::session_events;
+        self.flush_audit().await;
+        session_events::Entity::find()
+            .filter(session_events::Column::Event.eq(event))
+            .order_by_asc(session_events::Column::Id)
+            .all(&self.ctx.db)
+            .await
+            .expect("events")
+            .into_iter()
+            .filter_map(|e| e.ip)
+            .collect()
     }
 
     /// Runs `tessera-cli ARGS` as an operator would, against this app's database and
