@@ -6,7 +6,7 @@ use loco_rs::prelude::*;
 use serde::Deserialize;
 
 use crate::{
-    controllers::extract::{Client, CsrfForm, FormToken, SessionLayer},
+    controllers::extract::{AnonymousForm, Client, CsrfForm, FormToken, SessionLayer},
     errors::AppError,
     models::users::{self, NewUser, RegistrationErrors},
     sessions::{
@@ -50,6 +50,11 @@ fn notice_text(notice: Option<&str>) -> &'static str {
         _ => "",
     }
 }
+
+/// What a stale anonymous form (its CSRF token expired or does not fit this browser's
+/// form cookie) says when it is shown again.
+const FORM_EXPIRED: &str =
+    "This form expired before it was sent, so nothing happened. Check the details and send it again.";
 
 /// Whether the session store is down, as far as this request could tell: the page still
 /// renders (its form token needs no store), with a warning that logging in will fail.
@@ -112,8 +117,20 @@ async fn login(
     Client(client): Client,
     form_token: FormToken,
     mut session: AppSession,
-    CsrfForm(form): CsrfForm<LoginForm>,
+    form: AnonymousForm<LoginForm>,
 ) -> Result<Response, AppError> {
+    let form = match form {
+        AnonymousForm::Fresh(form) => form,
+        AnonymousForm::Stale(form) => {
+            return login_refused(
+                &v,
+                &form_token,
+                StatusCode::FORBIDDEN,
+                form.email.trim(),
+                FORM_EXPIRED,
+            )
+        }
+    };
     let attempt = LoginAttempt {
         email: &form.email,
         password: &form.password,
@@ -170,29 +187,45 @@ async fn register_page(
     render_register(
         &v,
         &form_token,
-        store_down,
-        "",
-        "",
-        &RegistrationErrors::default(),
+        RegisterPage {
+            store_down,
+            ..RegisterPage::default()
+        },
         StatusCode::OK,
     )
+}
+
+/// What the registration page shows besides its token.
+#[derive(Debug, Default)]
+struct RegisterPage<'a> {
+    store_down: bool,
+    name: &'a str,
+    email: &'a str,
+    errors: RegistrationErrors,
+    /// A message above the form.
+    error: &'a str,
 }
 
 fn render_register(
     v: &TeraView,
     form_token: &FormToken,
-    store_down: bool,
-    name: &str,
-    email: &str,
-    errors: &RegistrationErrors,
+    page: RegisterPage<'_>,
     status: StatusCode,
 ) -> Result<Response, AppError> {
+    let RegisterPage {
+        store_down,
+        name,
+        email,
+        errors,
+        error,
+    } = page;
     let page = format::render().status(status).view(
         v,
         "auth/register.html",
         data!({
             "csrf_token": form_token.token(),
             "store_down": store_down,
+            "error": error,
             "name": name,
             "email": email,
             "errors": {
@@ -210,20 +243,30 @@ async fn register(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
     form_token: FormToken,
-    CsrfForm(form): CsrfForm<RegisterForm>,
+    form: AnonymousForm<RegisterForm>,
 ) -> Result<Response, AppError> {
+    let form = match form {
+        AnonymousForm::Fresh(form) => form,
+        AnonymousForm::Stale(form) => {
+            let page = RegisterPage {
+                name: form.name.trim(),
+                email: form.email.trim(),
+                error: FORM_EXPIRED,
+                ..RegisterPage::default()
+            };
+            return render_register(&v, &form_token, page, StatusCode::FORBIDDEN);
+        }
+    };
     let new_user = match NewUser::parse(&form.name, &form.email, &form.password) {
         Ok(new_user) => new_user,
         Err(errors) => {
-            return render_register(
-                &v,
-                &form_token,
-                false,
-                form.name.trim(),
-                form.email.trim(),
-                &errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
+            let page = RegisterPage {
+                name: form.name.trim(),
+                email: form.email.trim(),
+                errors,
+                ..RegisterPage::default()
+            };
+            return render_register(&v, &form_token, page, StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
     // A taken email gets the same answer as a free one (and costs the same argon2 hash):

@@ -238,6 +238,16 @@ impl Sessions {
         ClientInfo::from_parts(parts, &self.config.trusted_proxies)
     }
 
+    /// The signed double-submit tokens of the anonymous forms (login, register).
+    #[must_use]
+    pub fn form_tokens(&self) -> csrf::FormTokens<'_> {
+        csrf::FormTokens::new(
+            self.config.secret.expose(),
+            self.config.form_token_lifetime.as_secs(),
+            self.config.cookie.secure,
+        )
+    }
+
     /// The name logs, SQL and URLs use for the session with cookie ID `id`.
     #[must_use]
     pub fn session_ref(&self, id: &Id) -> SessionRef {

@@ -79,6 +79,10 @@ pub struct SessionSettings {
     /// the private ranges ([`DEFAULT_TRUSTED_PROXIES`]).
     #[serde(default)]
     pub trusted_proxies: Option<String>,
+    /// How long the anonymous forms' CSRF token (login, register) and its cookie live,
+    /// from the cookie's first page view; a form older than this is shown again.
+    #[serde(default = "default_form_token_lifetime")]
+    pub form_token_lifetime_secs: u64,
 }
 
 /// `settings.sessions.fingerprint`.
@@ -115,6 +119,9 @@ impl Default for ThrottleSettings {
     }
 }
 
+const fn default_form_token_lifetime() -> u64 {
+    7200
+}
 const fn default_events_retention_days() -> u32 {
     90
 }
@@ -280,6 +287,8 @@ pub struct SessionConfig {
     pub redis: RedisConfig,
     /// Whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// How long an anonymous form's CSRF token lives.
+    pub form_token_lifetime: Duration,
 }
 
 impl SessionConfig {
@@ -404,6 +413,13 @@ impl SessionConfig {
                 .unwrap_or(DEFAULT_TRUSTED_PROXIES),
         )
         .map_err(|e| SettingsError::new("trusted_proxies", format!("TRUSTED_PROXIES {e}")))?;
+        // Shorter than a minute, people filling in the form would keep losing it.
+        if settings.form_token_lifetime_secs < 60 {
+            return Err(SettingsError::new(
+                "form_token_lifetime_secs",
+                "must be at least 60",
+            ));
+        }
         Ok(Self {
             store: settings.store,
             dir: settings.dir,
@@ -421,6 +437,7 @@ impl SessionConfig {
             cookie,
             redis,
             trusted_proxies,
+            form_token_lifetime: Duration::from_secs(settings.form_token_lifetime_secs),
         })
     }
 }

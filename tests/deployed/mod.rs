@@ -3,3 +3,4 @@
 
 mod addresses;
 mod cookies;
+mod forms;
