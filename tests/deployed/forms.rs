@@ -1,7 +1,8 @@
-//! The anonymous forms through nginx and TLS: an expired form is shown again with a fresh
-//! `__Host-` cookie.
+//! The anonymous forms and `/_health` through nginx and TLS: an expired form is shown
+//! again with a fresh `__Host-` cookie, and strangers learn only the status.
 
 use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::support::{
     attrs,
@@ -66,4 +67,36 @@ async fn an_expired_login_form_is_shown_again_through_the_proxy_and_then_works()
         )
         .await;
     assert_eq!(login.location(), "/dashboard", "{}", login.body);
+}
+
+#[tokio::test]
+async fn health_through_the_proxy_tells_strangers_only_the_status() {
+    let deployed = DeployedApp::start(DeployOptions {
+        sessions: json!({"metrics_token": "scrape-me-0123456789"}),
+    })
+    .await;
+    deployed.app.create_user("root@example.com", true).await;
+    let stranger = deployed.client(ip("127.0.0.2"));
+    let reply = stranger.get("/_health").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json(), json!({"status": "ok"}));
+
+    let scraper = deployed.client(ip("127.0.0.3"));
+    let reply = scraper
+        .get_with(
+            "/_health",
+            &[("authorization", "Bearer scrape-me-0123456789")],
+        )
+        .await;
+    assert_eq!(reply.json()["session_store"]["ok"], true);
+    assert_eq!(reply.json()["store"], "redis");
+
+    let admin = deployed.client(ip("127.0.0.4"));
+    let login = admin
+        .login("root@example.com", "correct horse battery", false)
+        .await;
+    assert_eq!(login.location(), "/dashboard");
+    let reply = admin.get("/_health").await;
+    assert_eq!(reply.json()["database"]["ok"], true);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
 }
