@@ -138,7 +138,9 @@ impl DeployedApp {
     }
 }
 
-/// A browser: one source address, one cookie jar, one base URL.
+/// A browser: one source address, one cookie jar, one base URL. A clone is another tab of
+/// the same browser (same jar), cheap to move into a spawned task.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     jar: Arc<reqwest::cookie::Jar>,
