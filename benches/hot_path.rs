@@ -2,7 +2,8 @@
 //! criterion benchmark each, so that a regression shows where it is:
 //! `cargo bench --bench hot_path`.
 //!
-//! In request order: find the ID in the Cookie header, hash it into the store key, open
+//! In request order: find the ID in the Cookie header, resolve the client's address
+//! (directly connected, and behind a trusted proxy), hash the ID into the store key, open
 //! the sealed record (XChaCha20-Poly1305; measured through the encrypting wrapper over
 //! the memory store, next to the bare memory store so the difference is the opening),
 //! decode the record's value into `SessionData` (as tower-sessions hands it over: a copy
@@ -13,7 +14,9 @@
 //! task-local every log line reads, for a request that logs nothing, under production's
 //! JSON logger; next to the same request without the layer, so the difference is its cost.
 
-use std::{collections::HashMap, convert::Infallible, hint::black_box, time::Duration};
+use std::{
+    collections::HashMap, convert::Infallible, hint::black_box, net::IpAddr, time::Duration,
+};
 
 use axum::{
     body::Body,
@@ -24,6 +27,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use tessera::middleware::request_id::RequestIdLayer;
 use tessera::sessions::{
+    client_address::TrustedProxies,
     data::SessionData,
     layer::session_id_from_headers,
     policy::SessionPolicy,
@@ -83,6 +87,25 @@ fn cookie_parse(c: &mut Criterion) {
     c.bench_function("hot_path/cookie_parse", |b| {
         b.iter(|| session_id_from_headers(black_box(&headers), "__Host-session"));
     });
+}
+
+fn client_address(c: &mut Criterion) {
+    let trusted = TrustedProxies::default();
+    let mut headers = HeaderMap::new();
+    // What nginx sends with `$proxy_add_x_forwarded_for` for a client that sent none.
+    headers.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.23"));
+    let mut group = c.benchmark_group("hot_path/client_address");
+    // A direct client: the header is not read.
+    group.bench_function("untrusted_peer", |b| {
+        let peer = IpAddr::from([198, 51, 100, 9]);
+        b.iter(|| trusted.client_address(black_box(peer), black_box(&headers)));
+    });
+    // Behind nginx on loopback: one entry walked.
+    group.bench_function("behind_proxy", |b| {
+        let peer = IpAddr::from([127, 0, 0, 1]);
+        b.iter(|| trusted.client_address(black_box(peer), black_box(&headers)));
+    });
+    group.finish();
 }
 
 fn key_hash(c: &mut Criterion) {
@@ -171,6 +194,6 @@ fn request_id(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_secs(1));
-    targets = cookie_parse, key_hash, open, decode, fingerprint, policy, request_id
+    targets = cookie_parse, client_address, key_hash, open, decode, fingerprint, policy, request_id
 }
 criterion_main!(benches);

@@ -1,4 +1,5 @@
 mod browser;
+mod deployed;
 mod faults;
 mod models;
 mod ops;

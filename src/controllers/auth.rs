@@ -6,7 +6,9 @@ use loco_rs::prelude::*;
 use serde::Deserialize;
 
 use crate::{
-    controllers::extract::{Client, CsrfForm, DeviceCookie, FormToken, SessionLayer},
+    controllers::extract::{
+        AnonymousForm, Client, CsrfForm, DeviceCookie, FormToken, SessionLayer,
+    },
     errors::AppError,
     models::users::RegistrationErrors,
     sessions::{
@@ -51,6 +53,11 @@ fn notice_text(notice: Option<&str>) -> &'static str {
         _ => "",
     }
 }
+
+/// What a stale anonymous form (its CSRF token expired or does not fit this browser's
+/// form cookie) says when it is shown again.
+const FORM_EXPIRED: &str =
+    "This form expired before it was sent, so nothing happened. Check the details and send it again.";
 
 /// Whether the session store is down, as far as this request could tell: the page still
 /// renders (its form token needs no store), with a warning that logging in will fail.
@@ -115,8 +122,20 @@ async fn login(
     DeviceCookie(device): DeviceCookie,
     form_token: FormToken,
     mut session: AppSession,
-    CsrfForm(form): CsrfForm<LoginForm>,
+    form: AnonymousForm<LoginForm>,
 ) -> Result<Response, AppError> {
+    let form = match form {
+        AnonymousForm::Fresh(form) => form,
+        AnonymousForm::Stale(form) => {
+            return login_refused(
+                &v,
+                &form_token,
+                StatusCode::FORBIDDEN,
+                form.email.trim(),
+                FORM_EXPIRED,
+            )
+        }
+    };
     let attempt = LoginAttempt {
         email: &form.email,
         password: &form.password,
@@ -200,44 +219,55 @@ async fn register_page(
     if session.as_ref().is_ok_and(|s| s.user_id().is_some()) {
         return Ok(Redirect::to("/dashboard").into_response());
     }
-    let form = RegisterForm {
-        name: "",
-        email: "",
-        errors: &RegistrationErrors::default(),
-        error: "",
-    };
-    render_register(&v, &form_token, store_down(&session), &form, StatusCode::OK)
+    let store_down = store_down(&session);
+    render_register(
+        &v,
+        &form_token,
+        RegisterPage {
+            store_down,
+            ..RegisterPage::default()
+        },
+        StatusCode::OK,
+    )
 }
 
-/// The registration form as typed (never the password), with what went wrong.
-struct RegisterForm<'a> {
+/// What the registration page shows besides its token.
+#[derive(Debug, Default)]
+struct RegisterPage<'a> {
+    store_down: bool,
     name: &'a str,
     email: &'a str,
-    errors: &'a RegistrationErrors,
-    /// A message about the whole form (too many sign-ups, too busy).
+    errors: RegistrationErrors,
+    /// A message above the form.
     error: &'a str,
 }
 
 fn render_register(
     v: &TeraView,
     form_token: &FormToken,
-    store_down: bool,
-    form: &RegisterForm<'_>,
+    page: RegisterPage<'_>,
     status: StatusCode,
 ) -> Result<Response, AppError> {
+    let RegisterPage {
+        store_down,
+        name,
+        email,
+        errors,
+        error,
+    } = page;
     let page = format::render().status(status).view(
         v,
         "auth/register.html",
         data!({
             "csrf_token": form_token.token(),
             "store_down": store_down,
-            "name": form.name,
-            "email": form.email,
-            "error": form.error,
+            "error": error,
+            "name": name,
+            "email": email,
             "errors": {
-                "name": form.errors.name.unwrap_or_default(),
-                "email": form.errors.email.unwrap_or_default(),
-                "password": form.errors.password.unwrap_or_default(),
+                "name": errors.name.unwrap_or_default(),
+                "email": errors.email.unwrap_or_default(),
+                "password": errors.password.unwrap_or_default(),
             },
         }),
     )?;
@@ -251,36 +281,55 @@ async fn register(
     SessionLayer(sessions): SessionLayer,
     Client(client): Client,
     form_token: FormToken,
-    CsrfForm(form): CsrfForm<RegisterFields>,
+    form: AnonymousForm<RegisterFields>,
 ) -> Result<Response, AppError> {
+    let (form, stale) = match form {
+        AnonymousForm::Fresh(form) => (form, false),
+        AnonymousForm::Stale(form) => (form, true),
+    };
+    let again = |errors, error, status| {
+        let page = RegisterPage {
+            name: form.name.trim(),
+            email: form.email.trim(),
+            errors,
+            error,
+            ..RegisterPage::default()
+        };
+        render_register(&v, &form_token, page, status)
+    };
+    if stale {
+        return again(
+            RegistrationErrors::default(),
+            FORM_EXPIRED,
+            StatusCode::FORBIDDEN,
+        );
+    }
     let attempt = SignUpAttempt {
         name: &form.name,
         email: &form.email,
         password: &form.password,
     };
-    let no_errors = RegistrationErrors::default();
-    let again = |errors, error, status| {
-        let form = RegisterForm {
-            name: form.name.trim(),
-            email: form.email.trim(),
-            errors,
-            error,
-        };
-        render_register(&v, &form_token, false, &form, status)
-    };
     match signup::sign_up(&ctx.db, &sessions, attempt, &client).await? {
         SignUpOutcome::Done => Ok(Redirect::to("/login?notice=registered").into_response()),
-        SignUpOutcome::Invalid(errors) => again(&errors, "", StatusCode::UNPROCESSABLE_ENTITY),
+        SignUpOutcome::Invalid(errors) => again(errors, "", StatusCode::UNPROCESSABLE_ENTITY),
         SignUpOutcome::Throttled { retry_after } => {
             let message = format!(
                 "Too many sign-ups from your network. Try again in {}.",
                 minutes(retry_after)
             );
-            let page = again(&no_errors, &message, StatusCode::TOO_MANY_REQUESTS)?;
+            let page = again(
+                RegistrationErrors::default(),
+                &message,
+                StatusCode::TOO_MANY_REQUESTS,
+            )?;
             Ok(with_retry_after(page, retry_after))
         }
         SignUpOutcome::Busy { retry_after } => {
-            let page = again(&no_errors, BUSY, StatusCode::SERVICE_UNAVAILABLE)?;
+            let page = again(
+                RegistrationErrors::default(),
+                BUSY,
+                StatusCode::SERVICE_UNAVAILABLE,
+            )?;
             Ok(with_retry_after(page, retry_after))
         }
     }

@@ -1,6 +1,7 @@
 //! Extractors that make a handler's needs visible in its signature: [`CurrentUser`] for
 //! pages behind login, [`AdminUser`] for the admin pages, [`CsrfForm`] for every
-//! state-changing form, [`FormToken`] for the anonymous login and register forms,
+//! state-changing form, [`FormToken`] and [`AnonymousForm`] for the anonymous login and
+//! register forms,
 //! [`Client`] for what a session records about the browser, [`DeviceCookie`] for the
 //! device cookie of a browser that logged in before.
 
@@ -25,8 +26,8 @@ use crate::{
     errors::AppError,
     models::{platforms, users},
     sessions::{
-        csrf, device::DeviceToken, layer::RequestSession, registry::EndReason, time::now,
-        AppSession, ClientInfo, SessionError, Sessions,
+        csrf, device::DeviceToken, layer::RequestSession, registry::EndReason, time, AppSession,
+        ClientInfo, SessionError, Sessions,
     },
 };
 
@@ -134,16 +135,17 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionLayer {
     }
 }
 
-/// The browser behind the request: its user agent and IP address (the forwarded one when
-/// Loco's `remote_ip` middleware is on).
+/// The browser behind the request: its user agent and IP address (the one a trusted proxy
+/// forwarded, `settings.sessions.trusted_proxies`).
 #[derive(Debug, Clone)]
 pub struct Client(pub ClientInfo);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
-    type Rejection = std::convert::Infallible;
+    type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(ClientInfo::from_parts(parts).await))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let SessionLayer(sessions) = SessionLayer::from_request_parts(parts, state).await?;
+        Ok(Self(sessions.client(parts)))
     }
 }
 
@@ -157,43 +159,37 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let SessionLayer(sessions) = SessionLayer::from_request_parts(parts, state).await?;
-        Ok(Self(sessions.devices().from_headers(&parts.headers, now())))
+        Ok(Self(
+            sessions.devices().from_headers(&parts.headers, time::now()),
+        ))
     }
 }
 
-/// The CSRF token of an anonymous form (login, register): signed from the nonce in the
-/// browser's form cookie, or from a new nonce that [`FormToken::attach`] sets. Nothing is
-/// stored on the server.
+/// The CSRF token of an anonymous form (login, register): the token of the live form
+/// cookie this server issued to the browser, or of a new one that [`FormToken::attach`]
+/// sets. Nothing is stored on the server.
 #[derive(Debug, Clone)]
 pub struct FormToken {
     token: String,
-    /// The cookie to set, when the browser did not send a usable one.
+    /// The cookie to set, when the browser did not send a live one.
     new_cookie: Option<String>,
 }
 
 impl FormToken {
     fn of(parts: &Parts, sessions: &Sessions) -> Self {
-        if let Some(token) = Self::expected(parts, sessions) {
+        let tokens = sessions.form_tokens();
+        let now = time::now();
+        if let Some(cookie) = tokens.read(&parts.headers, now) {
             return Self {
-                token,
+                token: tokens.token(&cookie),
                 new_cookie: None,
             };
         }
-        let config = &sessions.config().cookie;
-        let nonce = csrf::new_token();
-        let cookie =
-            csrf::form_cookie(&csrf::form_cookie_name(&config.name), &nonce, config.secure);
+        let cookie = tokens.issue(now);
         Self {
-            token: csrf::form_token(sessions.config().secret.expose(), &nonce),
-            new_cookie: Some(cookie.encoded().to_string()),
+            token: tokens.token(&cookie),
+            new_cookie: Some(tokens.set_cookie(&cookie, now).encoded().to_string()),
         }
-    }
-
-    /// The token that fits the form cookie the request carries, if it carries one.
-    fn expected(parts: &Parts, sessions: &Sessions) -> Option<String> {
-        let name = csrf::form_cookie_name(&sessions.config().cookie.name);
-        csrf::form_nonce(&parts.headers, &name)
-            .map(|nonce| csrf::form_token(sessions.config().secret.expose(), &nonce))
     }
 
     /// The value of the form's `csrf_token` field.
@@ -243,39 +239,79 @@ where
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
-        let (mut parts, body) = request.into_parts();
-        let session = AppSession::from_request_parts(&mut parts, state).await?;
-        // A live session's forms must carry its own token: a double-submit pair obtained
-        // by an attacker and planted in the victim's browser cannot act for the session.
-        let anonymous_token = if session.user_id().is_none() {
-            let SessionLayer(sessions) =
-                SessionLayer::from_request_parts(&mut parts, state).await?;
-            FormToken::expected(&parts, &sessions)
-        } else {
-            None
-        };
-        let body = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(|rejection| match rejection.status() {
-                // Past `server.middlewares.limit_payload`.
-                StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
-                _ => AppError::BadRequest(rejection.body_text()),
-            })?;
-        let fields: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&body).map_err(|e| AppError::BadRequest(e.to_string()))?;
-        let submitted = fields
-            .iter()
-            .find(|(name, _)| name == csrf::FIELD)
-            .map(|(_, value)| value.as_str())
-            .unwrap_or_default();
-        let accepted = session.verify_csrf(submitted)
-            || anonymous_token.is_some_and(|token| csrf::tokens_match(&token, submitted));
+        let (accepted, body) = read_form(request, state).await?;
         if !accepted {
             tracing::warn!("form refused: CSRF token missing or wrong");
             return Err(AppError::CsrfRejected);
         }
-        serde_urlencoded::from_bytes(&body)
-            .map(Self)
-            .map_err(|e| AppError::BadRequest(e.to_string()))
+        fields_of(&body).map(Self)
     }
+}
+
+/// The login or register form, read whatever its CSRF token says: `Stale` when the token
+/// does not fit (the form outlived its cookie's lifetime, the browser dropped the cookie,
+/// the form came from elsewhere). Its handler must not act on a stale form; it shows the
+/// form again, filled in but for the password, with a fresh token and a 403. Other forms
+/// use [`CsrfForm`].
+#[derive(Debug)]
+pub enum AnonymousForm<T> {
+    Fresh(T),
+    Stale(T),
+}
+
+impl<T, S> FromRequest<S> for AnonymousForm<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+        let (accepted, body) = read_form(request, state).await?;
+        let fields = fields_of(&body)?;
+        if accepted {
+            Ok(Self::Fresh(fields))
+        } else {
+            tracing::info!("stale form shown again: CSRF token missing, expired or wrong");
+            Ok(Self::Stale(fields))
+        }
+    }
+}
+
+/// Reads a URL-encoded form's body and whether its `csrf_token` fits: the live session's
+/// own token, or, without a logged-in session, the double-submit token of the browser's
+/// live form cookie.
+async fn read_form<S: Send + Sync>(request: Request, state: &S) -> Result<(bool, Bytes), AppError> {
+    let (mut parts, body) = request.into_parts();
+    let session = AppSession::from_request_parts(&mut parts, state).await?;
+    // A live session's forms must carry its own token: a double-submit pair obtained by
+    // an attacker and planted in the victim's browser cannot act for the session.
+    let form_cookie = if session.user_id().is_none() {
+        let SessionLayer(sessions) = SessionLayer::from_request_parts(&mut parts, state).await?;
+        let cookie = sessions.form_tokens().read(&parts.headers, time::now());
+        cookie.map(|cookie| (sessions, cookie))
+    } else {
+        None
+    };
+    let body = Bytes::from_request(Request::from_parts(parts, body), state)
+        .await
+        .map_err(|rejection| match rejection.status() {
+            // Past `server.middlewares.limit_payload`.
+            StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
+            _ => AppError::BadRequest(rejection.body_text()),
+        })?;
+    let fields: Vec<(String, String)> = fields_of(&body)?;
+    let submitted = fields
+        .iter()
+        .find(|(name, _)| name == csrf::FIELD)
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_default();
+    let accepted = session.verify_csrf(submitted)
+        || form_cookie
+            .is_some_and(|(sessions, cookie)| sessions.form_tokens().accepts(&cookie, submitted));
+    Ok((accepted, body))
+}
+
+fn fields_of<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    serde_urlencoded::from_bytes(body).map_err(|e| AppError::BadRequest(e.to_string()))
 }

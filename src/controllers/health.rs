@@ -31,10 +31,24 @@ struct Health {
     store: &'static str,
 }
 
-/// `GET /_health`: 200 when the database and the session store answer, else 503, naming
-/// what is down.
-#[debug_handler]
-async fn health(State(ctx): State<AppContext>, SessionLayer(sessions): SessionLayer) -> Response {
+/// What anyone may know: whether the app is up.
+#[derive(Debug, Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+/// `GET /_health`: 200 when the database and the session store answer, else 503. Anyone
+/// gets `{"status"}`; what is down, how fast each answers and why (error texts, paths)
+/// only a logged-in admin or a scraper with `METRICS_TOKEN` sees.
+#[debug_handler(state = AppContext)]
+async fn health(
+    State(ctx): State<AppContext>,
+    SessionLayer(sessions): SessionLayer,
+    headers: HeaderMap,
+    admin: Result<AdminUser, AppError>,
+) -> Response {
+    let detailed =
+        bearer_matches(&headers, sessions.config().metrics_token.as_deref()) || admin.is_ok();
     let started = Instant::now();
     let (ok, detail) = match tokio::time::timeout(DATABASE_TIMEOUT, ctx.db.ping()).await {
         Ok(Ok(())) => (true, "answers".to_string()),
@@ -51,8 +65,17 @@ async fn health(State(ctx): State<AppContext>, SessionLayer(sessions): SessionLa
     };
     let store = sessions.health().await;
     let all_ok = database.ok && store.ok;
+    let status = if all_ok { "ok" } else { "unavailable" };
+    let code = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if !detailed {
+        return (code, axum::Json(Status { status })).into_response();
+    }
     let body = Health {
-        status: if all_ok { "ok" } else { "unavailable" },
+        status,
         database,
         session_store: Component {
             ok: store.ok,
@@ -61,12 +84,7 @@ async fn health(State(ctx): State<AppContext>, SessionLayer(sessions): SessionLa
         },
         store: store.store.name(),
     };
-    let status = if all_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
+    (code, axum::Json(body)).into_response()
 }
 
 fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {

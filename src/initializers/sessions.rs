@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use loco_rs::{
     app::{AppContext, Initializer},
+    config::Config,
     doctor::{Check, CheckStatus},
     Error, Result,
 };
@@ -13,6 +14,30 @@ use crate::sessions::Sessions;
 
 pub struct SessionsInitializer;
 
+/// Loco's `remote_ip` middleware believes one header from any peer; Tessera's trusted
+/// proxy list (`settings.sessions.trusted_proxies`) decides the client's address instead.
+/// With both, the operator would think the middleware is in charge: refuse to start.
+///
+/// # Errors
+/// One line naming both keys.
+pub fn refuse_loco_remote_ip(config: &Config) -> std::result::Result<(), String> {
+    if config
+        .server
+        .middlewares
+        .remote_ip
+        .as_ref()
+        .is_some_and(|remote_ip| remote_ip.enable)
+    {
+        return Err(
+            "server.middlewares.remote_ip: Loco's remote IP middleware is replaced by \
+             settings.sessions.trusted_proxies (TRUSTED_PROXIES); remove it and list your \
+             proxies there (README, Behind a reverse proxy)"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Initializer for SessionsInitializer {
     fn name(&self) -> String {
@@ -20,6 +45,7 @@ impl Initializer for SessionsInitializer {
     }
 
     async fn before_run(&self, ctx: &AppContext) -> Result<()> {
+        refuse_loco_remote_ip(&ctx.config).map_err(Error::Message)?;
         let sessions = Sessions::from_context(ctx).map_err(|e| Error::Message(e.to_string()))?;
         sessions
             .backend()

@@ -1,9 +1,12 @@
 //! What Tessera keeps in a session record. The browser never sees any of it: its cookie
 //! holds only the record's ID. Timestamps are Unix seconds (`time::UnixTime`).
 //!
-//! A leaf: it imports no other part of the session layer.
+//! A leaf but for [`super::client_address`], another leaf, which resolves a request's
+//! address.
 
 use serde::{Deserialize, Serialize};
+
+use super::client_address::TrustedProxies;
 
 /// Longest user agent kept; longer ones are cut (they are display-only).
 pub const MAX_USER_AGENT_LEN: usize = 256;
@@ -84,20 +87,19 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    /// Reads the user agent and the client IP of a request. The IP is what Loco's
-    /// `RemoteIP` extractor resolves when `server.middlewares.remote_ip` is enabled (the
-    /// address a trusted proxy forwarded), else the socket's peer: a client's own
-    /// `X-Forwarded-For` is never believed unless the operator said so.
-    pub async fn from_parts(parts: &mut axum::http::request::Parts) -> Self {
-        use axum::extract::FromRequestParts;
-        use loco_rs::controller::middleware::remote_ip::RemoteIP;
-        let ip = match RemoteIP::from_request_parts(parts, &()).await {
-            Ok(RemoteIP::Forwarded(ip) | RemoteIP::Socket(ip)) => Some(ip.to_string()),
-            Ok(RemoteIP::None) | Err(_) => parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string()),
-        };
+    /// Reads the user agent and the client's address of a request: the TCP peer's, or
+    /// the one forwarded by `trusted` proxies ([`TrustedProxies::client_address`]). A
+    /// direct client's own `X-Forwarded-For` is never believed.
+    #[must_use]
+    pub fn from_parts(parts: &axum::http::request::Parts, trusted: &TrustedProxies) -> Self {
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(peer)| {
+                trusted
+                    .client_address(peer.ip(), &parts.headers)
+                    .to_string()
+            });
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)

@@ -13,7 +13,11 @@
 //! - [`events`]: what happens to sessions ([`events::EventKind`]), why they end
 //!   ([`events::EndReason`]) and which event each end is, in one place;
 //! - [`policy`]: idle timeout, absolute lifetime and touch interval, as pure functions;
-//! - [`data`]: what a record holds ([`data::SessionData`]);
+//! - [`client_address`]: the client's address, from the TCP peer or, behind a trusted
+//!   proxy, from `X-Forwarded-For` (Rails' `RemoteIp` algorithm), and the one notion of a
+//!   client's [`network`](client_address::network);
+//! - [`data`]: what a record holds ([`data::SessionData`]) and who sent a request
+//!   ([`ClientInfo`], with [`client_address`], the one leaf it builds on);
 //! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
 //! - [`cookies`]: reading a request's cookies by name;
 //! - [`hashing`]: Argon2 password hashing behind a bounded, prioritised queue;
@@ -54,6 +58,7 @@
 //! - [`maintenance`]: operator jobs (cleanup, statistics, moving sessions between stores).
 
 pub mod audit;
+pub mod client_address;
 pub mod cookies;
 pub mod csrf;
 pub mod data;
@@ -242,11 +247,29 @@ impl Sessions {
             client
                 .ip
                 .as_deref()
-                .and_then(network_prefix)
+                .and_then(|ip| ip.parse().ok())
+                .map(|ip| client_address::network(ip, 24, 64).to_string())
                 .unwrap_or_default()
         } else {
             String::new()
         }
+    }
+
+    /// Who sent the request: its user agent and its address, resolved through the
+    /// configured trusted proxies ([`client_address`]).
+    #[must_use]
+    pub fn client(&self, parts: &axum::http::request::Parts) -> ClientInfo {
+        ClientInfo::from_parts(parts, &self.config.trusted_proxies)
+    }
+
+    /// The signed double-submit tokens of the anonymous forms (login, register).
+    #[must_use]
+    pub fn form_tokens(&self) -> csrf::FormTokens<'_> {
+        csrf::FormTokens::new(
+            self.config.secret.expose(),
+            self.config.form_token_lifetime.as_secs(),
+            self.config.cookie.secure,
+        )
     }
 
     /// The name logs, SQL and URLs use for the session with cookie ID `id`.
@@ -294,40 +317,8 @@ impl Sessions {
     }
 }
 
-/// The network an address belongs to, for fingerprints: its IPv4 /24 or IPv6 /64.
-fn network_prefix(ip: &str) -> Option<String> {
-    match ip.parse::<std::net::IpAddr>().ok()? {
-        std::net::IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            Some(format!("{a}.{b}.{c}.0/24"))
-        }
-        std::net::IpAddr::V6(v6) => {
-            let s = v6.segments();
-            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
-        }
-    }
-}
-
 impl From<tower_sessions::session_store::Error> for SessionError {
     fn from(error: tower_sessions::session_store::Error) -> Self {
         tower_sessions::session::Error::Store(error).into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::network_prefix;
-
-    #[test]
-    fn networks_are_the_ipv4_24_and_ipv6_64() {
-        assert_eq!(
-            network_prefix("203.0.113.77").as_deref(),
-            Some("203.0.113.0/24")
-        );
-        assert_eq!(
-            network_prefix("2001:db8:1:2:3:4:5:6").as_deref(),
-            Some("2001:db8:1:2::/64")
-        );
-        assert_eq!(network_prefix("not an ip"), None);
     }
 }

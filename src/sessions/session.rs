@@ -284,7 +284,7 @@ impl AppSession {
             .get::<RequestSession>()
             .cloned()
             .ok_or(SessionError::NotInstalled)?;
-        let client = ClientInfo::from_parts(parts).await;
+        let client = sessions.client(parts);
         let this = Self::load(session, sessions, &client, activity).await?;
         if this.user_id().is_some() {
             served_to_user.set();

@@ -10,6 +10,7 @@ use std::{path::PathBuf, time::Duration};
 use loco_rs::environment::Environment;
 use serde::Deserialize;
 
+use super::client_address::{TrustedProxies, DEFAULT_TRUSTED_PROXIES};
 use super::policy::{PolicyError, SessionPolicy};
 use super::stores::encrypted::EncryptionKeys;
 
@@ -76,6 +77,15 @@ pub struct SessionSettings {
     pub cookie: CookieSettings,
     #[serde(default)]
     pub redis: RedisSettings,
+    /// `TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` is believed, as a
+    /// comma-separated list of addresses and CIDR ranges, or `none`. Unset: loopback and
+    /// the private ranges ([`DEFAULT_TRUSTED_PROXIES`]).
+    #[serde(default)]
+    pub trusted_proxies: Option<String>,
+    /// How long the anonymous forms' CSRF token (login, register) and its cookie live,
+    /// from the cookie's first page view; a form older than this is shown again.
+    #[serde(default = "default_form_token_lifetime")]
+    pub form_token_lifetime_secs: u64,
 }
 
 /// `settings.sessions.fingerprint`.
@@ -188,6 +198,9 @@ const fn default_registration_window() -> u64 {
 }
 const fn default_hashing_queue() -> usize {
     64
+}
+const fn default_form_token_lifetime() -> u64 {
+    7200
 }
 const fn default_events_retention_days() -> u32 {
     90
@@ -353,6 +366,10 @@ pub struct SessionConfig {
     pub metrics_token: Option<String>,
     pub cookie: CookieConfig,
     pub redis: RedisConfig,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// How long an anonymous form's CSRF token lives.
+    pub form_token_lifetime: Duration,
 }
 
 impl SessionConfig {
@@ -497,6 +514,20 @@ impl SessionConfig {
         if settings.dir.as_os_str().is_empty() {
             return Err(SettingsError::new("dir", "SESSION_DIR is empty"));
         }
+        let trusted_proxies = TrustedProxies::parse(
+            settings
+                .trusted_proxies
+                .as_deref()
+                .unwrap_or(DEFAULT_TRUSTED_PROXIES),
+        )
+        .map_err(|e| SettingsError::new("trusted_proxies", format!("TRUSTED_PROXIES {e}")))?;
+        // Shorter than a minute, people filling in the form would keep losing it.
+        if settings.form_token_lifetime_secs < 60 {
+            return Err(SettingsError::new(
+                "form_token_lifetime_secs",
+                "must be at least 60",
+            ));
+        }
         Ok(Self {
             store: settings.store,
             dir: settings.dir,
@@ -514,6 +545,8 @@ impl SessionConfig {
             metrics_token: settings.metrics_token.filter(|t| !t.trim().is_empty()),
             cookie,
             redis,
+            trusted_proxies,
+            form_token_lifetime: Duration::from_secs(settings.form_token_lifetime_secs),
         })
     }
 }

@@ -42,6 +42,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use super::{
+    client_address,
     device::DeviceToken,
     error::SessionError,
     settings::ThrottleSettings,
@@ -402,20 +403,13 @@ const RELEASE_POSTGRES: &str = "UPDATE throttle_counters SET attempts = attempts
 WHERE counter_key = $1 AND attempts > 0 AND window_ends_at > $2";
 
 /// The network an address is counted by: the address itself for IPv4, its /64 for IPv6
-/// (a host is handed a whole /64 and can change addresses inside it at will). An
-/// IPv4-mapped IPv6 address counts as its IPv4 address.
+/// (a host is handed a whole /64 and can change addresses inside it at will). Text that
+/// is no address (it cannot come from a socket) is counted as it is.
 fn ip_network(ip: &str) -> String {
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-        Ok(IpAddr::V4(v4)) => v4.to_string(),
-        Err(_) => ip.to_string(),
-    }
+    ip.parse::<IpAddr>().map_or_else(
+        |_| ip.to_string(),
+        |ip| client_address::network(ip, 32, 64).to_string(),
+    )
 }
 
 fn now_ms() -> i64 {
@@ -438,12 +432,12 @@ mod tests {
 
     #[test]
     fn ipv6_hosts_are_counted_per_64_and_ipv4_per_address() {
-        assert_eq!(ip_network("203.0.113.7"), "203.0.113.7");
+        assert_eq!(ip_network("203.0.113.7"), "203.0.113.7/32");
         assert_eq!(
             ip_network("2001:db8:1:2:aaaa::1"),
             ip_network("2001:db8:1:2:ffff:ffff:ffff:ffff")
         );
         assert_ne!(ip_network("2001:db8:1:2::1"), ip_network("2001:db8:1:3::1"));
-        assert_eq!(ip_network("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(ip_network("::ffff:203.0.113.7"), "203.0.113.7/32");
     }
 }

@@ -114,9 +114,10 @@ async fn the_form_cookie_is_httponly_strict_and_its_token_is_bound_to_it() {
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(header.contains(attribute), "{attribute} missing: {header}");
     }
+    assert!(!header.contains("Domain"), "{header}");
     assert!(
-        !header.contains("Domain") && !header.contains("Expires"),
-        "{header}"
+        header.contains("Max-Age=7200"),
+        "the browser drops it when its token expires: {header}"
     );
     assert_eq!(
         page.maybe_header("cache-control")
@@ -211,4 +212,20 @@ async fn in_production_the_form_cookie_has_the_host_prefix_and_is_secure() {
         .log_in(&browser, "pia@example.com", "correct horse battery", false)
         .await;
     assert_eq!(location(&login), "/dashboard");
+}
+
+#[tokio::test]
+async fn a_secure_session_cookie_of_any_name_gets_a_host_prefixed_form_cookie() {
+    let app =
+        TestApp::with_sessions(json!({"cookie": {"name": "tessera_sid", "secure": true}})).await;
+    let page = app.browser().get("/login").await;
+    let header = set_cookie_header(&page, "__Host-csrf").expect("the __Host- form cookie");
+    assert!(
+        header.contains("Secure") && header.contains("Path=/") && !header.contains("Domain"),
+        "{header}"
+    );
+    assert!(
+        set_cookie_header(&page, "csrf").is_none(),
+        "no unprefixed twin"
+    );
 }

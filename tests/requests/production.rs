@@ -59,6 +59,47 @@ fn production_refuses_a_short_secret_and_a_bad_store() {
     );
 }
 
+#[test]
+fn production_refuses_locos_remote_ip_next_to_the_trusted_proxies_in_one_line() {
+    // An upgrader's config: the shipped production file with the README's old advice.
+    let shipped = std::fs::read_to_string("config/production.yaml").expect("the shipped config");
+    let upgraded = shipped.replacen(
+        "  middlewares:\n",
+        "  middlewares:\n    remote_ip:\n      enable: true\n      source: RightmostXForwardedFor\n",
+        1,
+    );
+    assert_ne!(upgraded, shipped);
+    let folder = TempDir::new().expect("temp dir");
+    std::fs::write(folder.path().join("production.yaml"), upgraded).expect("config written");
+    let secret = "0123456789abcdef0123456789abcdef-ok";
+    let (ok, stderr) = start_production(&[
+        ("SESSION_SECRET", secret),
+        ("LOCO_CONFIG_FOLDER", &folder.path().display().to_string()),
+    ]);
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "one line, no trace: {stderr}");
+    assert!(
+        stderr.contains("server.middlewares.remote_ip")
+            && stderr.contains("settings.sessions.trusted_proxies"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn production_refuses_a_bad_trusted_proxies_list_in_one_line() {
+    let secret = "0123456789abcdef0123456789abcdef-ok";
+    let (ok, stderr) = start_production(&[
+        ("SESSION_SECRET", secret),
+        ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
+    ]);
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("settings.sessions.trusted_proxies") && stderr.contains("proxy.internal"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn production_refuses_cookies_that_break_the_host_prefix() {
     for (cookie, key) in [

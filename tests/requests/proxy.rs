@@ -1,15 +1,22 @@
-//! Behind a reverse proxy: with `server.middlewares.remote_ip` on, the forwarded client
-//! address is what "My sessions", the audit trail and the throttle see; without it, a
-//! client's own `X-Forwarded-For` is ignored.
+//! Behind a reverse proxy: the client's address is the TCP peer's unless the peer is a
+//! trusted proxy (`settings.sessions.trusted_proxies`); then it is the rightmost
+//! `X-Forwarded-For` entry that is not a trusted proxy. The test's requests come from
+//! 127.0.0.1, which plays the proxy when the list trusts it and a direct client when it
+//! does not. (The same through a real nginx: `deployed::addresses`.)
 
 use serde_json::json;
 
 use crate::support::{csrf_token_of, location, texts, Settings, TestApp};
 
-fn behind_proxy(remote_ip: bool) -> Settings {
+/// An app whose `trusted_proxies` is `trusted` (the test config's is `none`).
+fn app_trusting(trusted: Option<&str>) -> Settings {
+    let mut sessions =
+        json!({"throttle": {"account_failures": 100, "ip_failures": 2, "window_secs": 60}});
+    if let Some(trusted) = trusted {
+        sessions["trusted_proxies"] = json!(trusted);
+    }
     Settings {
-        sessions: json!({"throttle": {"account_failures": 100, "ip_failures": 2, "window_secs": 60}}),
-        remote_ip,
+        sessions,
         ..Settings::default()
     }
 }
@@ -33,29 +40,15 @@ async fn log_in_from(
         .await
 }
 
-/// The IPs the audit trail recorded for `event`.
-async fn audited_ips(app: &TestApp, event: &str) -> Vec<String> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    use tessera::models::_entities::session_events;
-    app.flush_audit().await;
-    session_events::Entity::find()
-        .filter(session_events::Column::Event.eq(event))
-        .all(&app.ctx.db)
-        .await
-        .expect("events")
-        .into_iter()
-        .filter_map(|e| e.ip)
-        .collect()
-}
-
 #[tokio::test]
-async fn with_remote_ip_the_forwarded_address_is_what_sessions_audit_and_throttle_see() {
-    let app = TestApp::with(behind_proxy(true)).await;
+async fn behind_a_trusted_proxy_the_forwarded_address_is_what_sessions_audit_and_throttle_see() {
+    let app = TestApp::with(app_trusting(Some("127.0.0.1, ::1, 10.0.0.0/8"))).await;
     app.create_user("max@example.com", false).await;
     let browser = app.browser();
+    // The proxy's own entries (10.0.0.1 after the client) are skipped.
     let login = log_in_from(
         &browser,
-        "10.0.0.1, 198.51.100.7",
+        "198.51.100.7, 10.0.0.1",
         "max@example.com",
         "correct horse battery",
     )
@@ -67,7 +60,7 @@ async fn with_remote_ip_the_forwarded_address_is_what_sessions_audit_and_throttl
         .await
         .text();
     assert!(page.contains("IP 198.51.100.7"), "{page}");
-    assert_eq!(audited_ips(&app, "login").await, vec!["198.51.100.7"]);
+    assert_eq!(app.audited_ips("login").await, vec!["198.51.100.7"]);
 
     // Two failures from one client block that client, not the proxy's other clients.
     for _ in 0..2 {
@@ -95,7 +88,7 @@ async fn with_remote_ip_the_forwarded_address_is_what_sessions_audit_and_throttl
         "another client is not blocked"
     );
     // IPv6 clients are counted per /64: another address of the same network is blocked.
-    for address in ["2001:db8:7:1::10", "2001:db8:7:1::11"] {
+    for address in ["2001:db8:7:1::10", "[2001:db8:7:1::11]:443"] {
         let r = log_in_from(&app.browser(), address, "nobody@example.com", "x").await;
         assert_eq!(r.status_code(), 422);
     }
@@ -107,8 +100,19 @@ async fn with_remote_ip_the_forwarded_address_is_what_sessions_audit_and_throttl
     )
     .await;
     assert_eq!(same_network.status_code(), 429);
+    // An IPv4 client forwarded as IPv4-mapped IPv6 is recorded as IPv4.
+    let mapped = log_in_from(
+        &app.browser(),
+        "::ffff:198.51.100.9",
+        "max@example.com",
+        "correct horse battery",
+    )
+    .await;
+    assert_eq!(location(&mapped), "/dashboard");
+    let logins = app.audited_ips("login").await;
+    assert!(logins.contains(&"198.51.100.9".to_string()), "{logins:?}");
     assert_eq!(
-        audited_ips(&app, "login_failed")
+        app.audited_ips("login_failed")
             .await
             .first()
             .map(String::as_str),
@@ -116,9 +120,11 @@ async fn with_remote_ip_the_forwarded_address_is_what_sessions_audit_and_throttl
     );
 }
 
-#[tokio::test]
-async fn without_remote_ip_a_forged_forwarded_for_is_ignored() {
-    let app = TestApp::with(behind_proxy(false)).await;
+/// A direct client (its peer address not in the list) forging `X-Forwarded-For` is
+/// recorded and throttled under its own address, with `none` (the test config) and with
+/// a list that names other proxies.
+async fn a_direct_client_cannot_forge_its_address(trusted: Option<&str>) {
+    let app = TestApp::with(app_trusting(trusted)).await;
     app.create_user("ned@example.com", false).await;
     let browser = app.browser();
     let login = log_in_from(
@@ -129,12 +135,14 @@ async fn without_remote_ip_a_forged_forwarded_for_is_ignored() {
     )
     .await;
     assert_eq!(location(&login), "/dashboard");
-    let page = browser.get("/sessions").await.text();
-    assert!(!page.contains("198.51.100.7"), "{page}");
-    assert!(audited_ips(&app, "login")
+    let page = browser
+        .get("/sessions")
+        .add_header("x-forwarded-for", "198.51.100.7")
         .await
-        .iter()
-        .all(|ip| ip != "198.51.100.7"));
+        .text();
+    assert!(!page.contains("198.51.100.7"), "{page}");
+    assert!(page.contains("IP 127.0.0.1"), "its own address: {page}");
+    assert_eq!(app.audited_ips("login").await, vec!["127.0.0.1"]);
     // Changing the forged header does not escape the per-IP limit.
     for forged in ["203.0.113.1", "203.0.113.2"] {
         let r = log_in_from(&app.browser(), forged, "nobody@example.com", "x").await;
@@ -151,4 +159,36 @@ async fn without_remote_ip_a_forged_forwarded_for_is_ignored() {
     assert!(texts(&blocked.text(), "#login-error")
         .concat()
         .starts_with("Too many attempts."));
+}
+
+#[tokio::test]
+async fn trusting_nobody_a_forged_forwarded_for_is_ignored() {
+    a_direct_client_cannot_forge_its_address(None).await;
+}
+
+#[tokio::test]
+async fn a_client_outside_the_trusted_list_cannot_forge_its_address() {
+    a_direct_client_cannot_forge_its_address(Some("10.0.0.0/8, fd00::/8")).await;
+}
+
+#[tokio::test]
+async fn a_bad_trusted_proxies_entry_stops_the_start_naming_the_key() {
+    for (list, says) in [
+        (
+            "10.0.0.0/8, 10.0.0.300",
+            "`10.0.0.300` is not an IP address",
+        ),
+        ("", "is empty"),
+        ("none, 127.0.0.1", "`none` cannot be combined"),
+    ] {
+        let error = TestApp::try_with(app_trusting(Some(list)))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("settings.sessions.trusted_proxies") && error.contains(says),
+            "{list:?}: {error}"
+        );
+    }
 }

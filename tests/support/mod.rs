@@ -6,6 +6,7 @@
 
 pub mod chromium;
 pub mod logs;
+pub mod nginx;
 pub mod postgres;
 pub mod redis;
 pub mod redis_topology;
@@ -46,9 +47,6 @@ pub struct Settings {
     pub sessions: Value,
     /// Reuse another app's scratch directory and database, as a second instance would.
     pub share_with: Option<Arc<Scratch>>,
-    /// Turn on Loco's `server.middlewares.remote_ip` (trust the rightmost
-    /// `X-Forwarded-For`), as behind a reverse proxy.
-    pub remote_ip: bool,
     /// Merged into the config file's `server` block, e.g.
     /// `{"middlewares": {"timeout_request": {"enable": true, "timeout": 200}}}`; `null`
     /// removes a key, as if the file did not have it.
@@ -56,6 +54,9 @@ pub struct Settings {
     /// The database pool's size and how long a request waits for a connection, in ms
     /// (default: 4 connections, Loco's default wait).
     pub pool: Option<(u32, u64)>,
+    /// Keep the config file's database pool (size, acquire timeout) instead of the
+    /// tests' small one, as a deployment runs it.
+    pub shipped_database_pool: bool,
 }
 
 impl Default for Settings {
@@ -65,9 +66,9 @@ impl Default for Settings {
             database: Database::Sqlite,
             sessions: json!({}),
             share_with: None,
-            remote_ip: false,
             server: json!({}),
             pool: None,
+            shipped_database_pool: false,
         }
     }
 }
@@ -146,21 +147,16 @@ impl TestApp {
         config.database.uri = scratch.database_url.clone();
         config.database.dangerously_recreate = false;
         config.database.dangerously_truncate = false;
-        config.database.max_connections = 4;
+        if !settings.shipped_database_pool {
+            config.database.max_connections = 4;
+            config.database.connect_timeout = 5000;
+        }
         if let Some((connections, acquire_timeout_ms)) = settings.pool {
             config.database.max_connections = connections;
             config.database.min_connections = 1;
             config.database.acquire_timeout = Some(acquire_timeout_ms);
         }
-        config.database.connect_timeout = 5000;
         config.logger.enable = false;
-        if settings.remote_ip {
-            use loco_rs::controller::middleware::remote_ip::{ClientIpSource, RemoteIpMiddleware};
-            config.server.middlewares.remote_ip = Some(RemoteIpMiddleware {
-                enable: true,
-                source: ClientIpSource::RightmostXForwardedFor,
-            });
-        }
         if settings.server != json!({}) {
             let mut server = serde_json::to_value(&config.server).expect("server block");
             merge(&mut server, &settings.server);
@@ -199,6 +195,13 @@ impl TestApp {
     /// Serves the app over real HTTP on 127.0.0.1 (for a real browser); returns its base
     /// URL. The server lives as long as the test's runtime.
     pub async fn serve(&self) -> String {
+        format!("http://{}", self.listen().await)
+    }
+
+    /// Serves the app over plain HTTP on a free port of 127.0.0.1, as `cargo loco start`
+    /// would (the socket's peer address reaches the handlers); returns the address. The
+    /// server lives as long as the test's runtime.
+    pub async fn listen(&self) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
@@ -208,7 +211,7 @@ impl TestApp {
             .clone()
             .into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, service).await });
-        format!("http://{address}")
+        address
     }
 
     pub fn scratch(&self) -> Arc<Scratch> {
@@ -288,6 +291,22 @@ impl TestApp {
     /// Waits until the audit trail has written every event so far.
     pub async fn flush_audit(&self) {
         self.sessions().audit().flush().await;
+    }
+
+    /// The client addresses the audit trail recorded for `event`, oldest first.
+    pub async fn audited_ips(&self, event: &str) -> Vec<String> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        use tessera::models::_entities::session_events;
+        self.flush_audit().await;
+        session_events::Entity::find()
+            .filter(session_events::Column::Event.eq(event))
+            .order_by_asc(session_events::Column::Id)
+            .all(&self.ctx.db)
+            .await
+            .expect("events")
+            .into_iter()
+            .filter_map(|e| e.ip)
+            .collect()
     }
 
     /// Runs `tessera-cli ARGS` as an operator would, against this app's database and
