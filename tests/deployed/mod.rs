@@ -4,3 +4,4 @@
 mod addresses;
 mod cookies;
 mod forms;
+mod throttle;
