@@ -20,6 +20,7 @@
 //! lists nothing; this module is the list.
 
 pub mod etag;
+pub mod http_metrics;
 pub mod request_id;
 pub mod secure_headers;
 pub mod static_cache;
@@ -113,6 +114,7 @@ pub async fn around(router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> 
         }
     }
     let stack = ServiceBuilder::new()
+        .layer(http_metrics::HttpMetricsLayer::new())
         .option_layer(request_id)
         .option_layer(secure_headers)
         .option_layer(etag)
