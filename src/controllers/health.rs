@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use crate::{
     controllers::extract::{AdminUser, SessionLayer},
     errors::AppError,
-    sessions::metrics,
+    sessions::{metrics, monitoring},
 };
 
 /// How long the database may take to answer a health check.
@@ -104,6 +104,7 @@ fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
 /// token, or to a logged-in admin; 403 otherwise.
 #[debug_handler(state = AppContext)]
 async fn prometheus(
+    State(ctx): State<AppContext>,
     SessionLayer(sessions): SessionLayer,
     headers: HeaderMap,
     admin: Result<AdminUser, AppError>,
@@ -117,10 +118,8 @@ async fn prometheus(
             Err(error) => return Err(error),
         }
     }
-    for (store, count) in sessions.live_counts_by_store().await? {
-        metrics::set_live_sessions(&store, count);
-    }
-    let body = metrics::handle().map(|h| h.render()).unwrap_or_default();
+    let readings = monitoring::readings(&sessions, &ctx.db).await?;
+    let body = metrics::render(&readings);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

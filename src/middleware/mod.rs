@@ -9,6 +9,7 @@
 //!
 //! | layer | key | from |
 //! |---|---|---|
+//! | answers counted by status class (`/metrics`) | — | [`http_metrics`] |
 //! | `x-request-id`, the ID every log line of the request carries | `request_id` | [`request_id`] |
 //! | the `http-request` span and tower-http's request events | `logger` | [`request_span`] |
 //! | `x-powered-by` | `server.ident` | tower-http |
@@ -31,6 +32,7 @@
 //! `App::middlewares` hands Loco [`listing`]: entries that leave the router as it is
 //! (the work is done here, once) and make `cargo loco middleware` list this stack.
 
+pub mod http_metrics;
 pub mod request_id;
 pub mod request_span;
 pub mod secure_headers;
@@ -142,6 +144,7 @@ pub async fn around(router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> 
 
     // Outermost first; `listing` names the same layers, innermost first, as Loco does.
     let stack = ServiceBuilder::new()
+        .layer(http_metrics::HttpMetricsLayer::new())
         .option_layer(request_id)
         .option_layer(request_span)
         .option_layer(powered_by)
@@ -188,6 +191,7 @@ pub fn listing(ctx: &AppContext) -> Vec<Box<dyn MiddlewareLayer>> {
         loco.listed("powered_by"),
         loco.listed("logger"),
         loco.listed("request_id"),
+        tessera("http_metrics", json!({})),
         loco.never("etag"),
         loco.never("remote_ip"),
         loco.never("fallback"),

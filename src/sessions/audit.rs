@@ -133,7 +133,7 @@ impl AuditLog {
         let now = chrono::Utc::now().fixed_offset();
         if self.queue.try_send(Message::Event(event, now)).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            super::metrics::record_audit_loss("queue_full", 1);
+            super::metrics::record_audit_loss(super::metrics::AUDIT_LOSS_QUEUE_FULL, 1);
             tracing::error!("audit queue full or closed: event dropped");
         }
     }
@@ -144,6 +144,14 @@ impl AuditLog {
         if self.queue.send(Message::Flush(done)).await.is_ok() {
             let _ = wait.await;
         }
+    }
+
+    /// Events (and flush requests) waiting for the writer, and how many the queue holds
+    /// before [`AuditLog::record`] drops events.
+    #[must_use]
+    pub fn queue_depth(&self) -> (usize, usize) {
+        let capacity = self.queue.max_capacity();
+        (capacity.saturating_sub(self.queue.capacity()), capacity)
     }
 
     #[must_use]
@@ -185,7 +193,10 @@ async fn write_events(
                 }
                 Err(error) => {
                     counters.failed.fetch_add(count, Ordering::Relaxed);
-                    super::metrics::record_audit_loss("write_failed", count);
+                    super::metrics::record_audit_loss(
+                        super::metrics::AUDIT_LOSS_WRITE_FAILED,
+                        count,
+                    );
                     tracing::error!(%error, count, "audit events could not be written");
                 }
             }

@@ -69,6 +69,20 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason, for series that must exist before the first session ends.
+    pub const ALL: [Self; 10] = [
+        Self::Logout,
+        Self::IdleExpired,
+        Self::AbsoluteExpired,
+        Self::RevokedByUser,
+        Self::RevokedByAdmin,
+        Self::RevokedByLimit,
+        Self::PasswordChanged,
+        Self::UserDisabled,
+        Self::FingerprintMismatch,
+        Self::Gone,
+    ];
+
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -9,7 +9,7 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions::{
     session::Record,
@@ -27,13 +27,21 @@ use super::{
 };
 use crate::models::_entities::{session_events, user_sessions, users};
 
-/// What `sessions_cleanup` did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// The task that runs [`cleanup`], as `cargo loco task` and the `task_runs` table name it.
+pub const CLEANUP_TASK: &str = "sessions_cleanup";
+
+/// What `sessions_cleanup` did. Kept with its run in `task_runs` (as JSON: a field
+/// missing from an older run's report reads as 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CleanupReport {
     pub store: StoreSweep,
     /// Sessions that ran out while their user was away, audited as expired now.
     pub expired_unseen: u64,
     pub registry_gone: u64,
+    /// Of `registry_gone`, sessions the store lost before they expired: the registry and
+    /// the store disagreed (exported on `/metrics` for alerting).
+    pub registry_vanished: u64,
     pub registry_ended: u64,
     /// Audit events older than the retention, deleted.
     pub events_pruned: u64,
@@ -45,12 +53,13 @@ impl fmt::Display for CleanupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sessions_cleanup: removed {} expired and {} unreadable records, {} stale temp files ({} failed); pruned {} registry rows of gone sessions and {} of sessions ended over a day ago; audited {} sessions that expired unseen; deleted {} audit events past the retention and {} ended throttle windows",
+            "sessions_cleanup: removed {} expired and {} unreadable records, {} stale temp files ({} failed); pruned {} registry rows of gone sessions ({} lost by the store before they expired) and {} of sessions ended over a day ago; audited {} sessions that expired unseen; deleted {} audit events past the retention and {} ended throttle windows",
             self.store.expired,
             self.store.unreadable,
             self.store.stale_temp,
             self.store.failed,
             self.registry_gone,
+            self.registry_vanished,
             self.registry_ended,
             self.expired_unseen,
             self.events_pruned,
@@ -84,7 +93,11 @@ pub async fn cleanup(
     let store = sessions.backend().sweep(progress).await?;
     // Before the prune deletes their rows: the row is the last trace of why they ended.
     let expired_unseen = audit_expired_unseen(sessions, db).await?;
-    let PruneReport { gone, ended } = sessions.registry().prune(sessions.backend()).await?;
+    let PruneReport {
+        gone,
+        vanished,
+        ended,
+    } = sessions.registry().prune(sessions.backend()).await?;
     let events_pruned = prune_events(db, sessions.config().events_retention).await?;
     let throttle_counters = sessions.throttle().sweep_expired().await?;
     // A task process ends right after: the trail must be written before it does.
@@ -93,6 +106,7 @@ pub async fn cleanup(
         store,
         expired_unseen,
         registry_gone: gone,
+        registry_vanished: vanished,
         registry_ended: ended,
         events_pruned,
         throttle_counters,

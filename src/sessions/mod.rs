@@ -33,7 +33,8 @@
 //!   size-limited ([`stores::limited`]), counted ([`stores::Instrumented`]);
 //! - [`registry`]: one SQL row per session, for "my sessions", limits and revocation;
 //! - [`audit`]: the lifecycle events, written to SQL off the request path;
-//! - [`metrics`]: Prometheus counters, driven by the audit trail and the store wrapper.
+//! - [`metrics`]: every Prometheus series name: counters driven by the audit trail, the
+//!   store wrapper and the HTTP stack, and the rendering of scrape-time readings.
 //! - [`device`]: the signed device cookies of browsers that logged in before;
 //! - [`throttle`]: password-guess counters per device cookie, account and IP, and sign-ups
 //!   per IP, each attempt reserved before it is judged (one Redis script, or one SQL
@@ -55,7 +56,9 @@
 //!   (throttle, authentication, audit, outcome); [`signup`]: registering, the same way;
 //! - [`session`]: [`AppSession`], the typed extractor controllers use;
 //! - [`layer`]: the middleware that reads the cookie and saves what changed;
-//! - [`maintenance`]: operator jobs (cleanup, statistics, moving sessions between stores).
+//! - [`maintenance`]: operator jobs (cleanup, statistics, moving sessions between stores);
+//! - [`monitoring`]: what `/metrics` reads at scrape time (the store's ping, Redis's
+//!   memory, the audit queue, the last cleanup runs), rendered by [`metrics`].
 
 pub mod audit;
 pub mod client_address;
@@ -72,6 +75,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod maintenance;
 pub mod metrics;
+pub mod monitoring;
 pub mod policy;
 pub mod registry;
 pub mod session;

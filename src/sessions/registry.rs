@@ -38,6 +38,10 @@ pub struct NewEntry {
 pub struct PruneReport {
     /// Rows of sessions that expired or vanished from the store.
     pub gone: u64,
+    /// Of [`PruneReport::gone`], rows whose session had not expired yet the store no longer
+    /// held (or held unreadable): where the registry and the store disagreed (an evicted
+    /// or flushed key, lost writes, a half-ended session).
+    pub vanished: u64,
     /// Rows of sessions ended more than a day ago.
     pub ended: u64,
 }
@@ -296,8 +300,11 @@ impl SessionRegistry {
             .await?;
         let mut gone = Vec::new();
         for row in open {
+            if row.expires_at <= now {
+                gone.push(row.id);
+                continue;
+            }
             let vanished = match store_key_of(&row) {
-                _ if row.expires_at <= now => true,
                 None => true,
                 // A store that does not answer proves nothing: keep the row. A record it
                 // cannot read is no session.
@@ -307,6 +314,7 @@ impl SessionRegistry {
                 ),
             };
             if vanished {
+                report.vanished += 1;
                 gone.push(row.id);
             }
         }

@@ -1,3 +1,4 @@
+mod alerts;
 mod database_store;
 mod health;
 mod metrics;

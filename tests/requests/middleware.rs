@@ -657,7 +657,8 @@ fn cargo_loco_middleware_lists_the_stack_that_runs() {
             "session",
             "catch_panic",
             "secure_headers",
-            "request_id"
+            "request_id",
+            "http_metrics"
         ],
         "{stdout}"
     );
@@ -692,7 +693,8 @@ fn cargo_loco_middleware_lists_the_stack_that_runs() {
             "secure_headers",
             "powered_by",
             "logger",
-            "request_id"
+            "request_id",
+            "http_metrics"
         ],
         "{stdout}"
     );

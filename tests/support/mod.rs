@@ -6,6 +6,7 @@
 
 pub mod chromium;
 pub mod logs;
+pub mod metrics;
 pub mod nginx;
 pub mod postgres;
 pub mod redis;

@@ -1,12 +1,12 @@
-//! `sessions_cleanup` removes exactly the expired and corrupt records, and prunes the
-//! registry rows of sessions that are gone.
+//! `sessions_cleanup` removes exactly the expired and corrupt records, prunes the
+//! registry rows of sessions that are gone, and records each run for `/metrics`.
 
 use std::time::Duration;
 
 use serde_json::json;
 use tower_sessions::{session::Id, session_store::SessionStore};
 
-use crate::support::{Settings, TestApp};
+use crate::support::{metrics, parse_id, Settings, TestApp};
 
 #[tokio::test]
 async fn cleanup_removes_exactly_the_expired_and_corrupt_ones() {
@@ -175,4 +175,141 @@ async fn audit_events_are_kept_90_days_by_default() {
 #[tokio::test]
 async fn audit_events_are_kept_as_long_as_configured() {
     events_are_kept_for(Some(7), 7).await;
+}
+
+/// The newest row of `task_runs`.
+async fn last_run(app: &TestApp) -> tessera::models::task_runs::Model {
+    use sea_orm::{EntityTrait, QueryOrder};
+    use tessera::models::_entities::task_runs;
+    task_runs::Entity::find()
+        .order_by_desc(task_runs::Column::Id)
+        .one(&app.ctx.db)
+        .await
+        .expect("task_runs")
+        .expect("a recorded run")
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn unix_seconds(at: chrono::DateTime<chrono::FixedOffset>) -> f64 {
+    at.timestamp_millis() as f64 / 1000.0
+}
+
+/// Each run is kept in the database (the scheduler runs the task in a process of its
+/// own), and the web app exports the last one: how it ended, when, the last success, and
+/// the sessions the store lost. A run that fails part way is recorded as failed, with why.
+#[tokio::test]
+async fn cleanup_runs_are_recorded_and_exported_failed_ones_too() {
+    use tessera::{models::task_runs::Outcome, sessions::maintenance::CleanupReport};
+
+    let app = TestApp::with(Settings {
+        sessions: json!({"store": "file", "metrics_token": metrics::TOKEN}),
+        ..Settings::default()
+    })
+    .await;
+    let before = metrics::scrape(&app).await;
+    assert!(
+        !before.contains("tessera_task_last_run") && !before.contains("tessera_task_last_success"),
+        "no run, nothing to say: {before}"
+    );
+    app.create_user("kim@example.com", false).await;
+    let (_browser, id) = app.browser_logged_in_as("kim@example.com").await;
+    // The store loses the session behind the registry's back (an evicted key, a flush).
+    let key = app.sessions().hasher().store_key(&parse_id(&id));
+    SessionStore::delete(app.sessions().backend(), key.as_id())
+        .await
+        .expect("delete");
+
+    let (ok, out, err) = app.cli(&["task", "sessions_cleanup"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "pruned 1 registry rows of gone sessions (1 lost by the store before they expired)"
+        ),
+        "{out}"
+    );
+    let success = last_run(&app).await;
+    assert_eq!(
+        (
+            success.task.as_str(),
+            success.outcome(),
+            success.error.as_deref()
+        ),
+        ("sessions_cleanup", Some(Outcome::Ok), None)
+    );
+    let finished = success.finished_at.expect("finished");
+    assert!(finished >= success.started_at);
+    let report: CleanupReport = success.report_as().expect("the report, as JSON");
+    assert_eq!((report.registry_gone, report.registry_vanished), (1, 1));
+
+    let text = metrics::scrape(&app).await;
+    let outcome = |text: &str, outcome: &str| {
+        metrics::value(
+            text,
+            &format!(
+                r#"tessera_task_last_run_outcome{{task="sessions_cleanup",outcome="{outcome}"}}"#
+            ),
+        )
+    };
+    assert_eq!(
+        (
+            outcome(&text, "ok"),
+            outcome(&text, "failed"),
+            outcome(&text, "running")
+        ),
+        (Some(1.0), Some(0.0), Some(0.0)),
+        "{text}"
+    );
+    let task_gauge = |text: &str, name: &str| {
+        metrics::value(text, &format!(r#"{name}{{task="sessions_cleanup"}}"#))
+    };
+    assert_eq!(
+        task_gauge(&text, "tessera_task_last_success_timestamp_seconds"),
+        Some(unix_seconds(finished))
+    );
+    assert_eq!(
+        task_gauge(&text, "tessera_task_last_run_started_timestamp_seconds"),
+        Some(unix_seconds(success.started_at))
+    );
+    assert_eq!(
+        metrics::value(&text, "tessera_cleanup_vanished_sessions"),
+        Some(1.0)
+    );
+
+    // The store breaks: a file where its directory was. The sweep fails part way into
+    // the run, which is recorded as failed, with the reason.
+    let dir = app.session_dir();
+    std::fs::remove_dir_all(&dir).expect("remove the directory");
+    std::fs::write(&dir, b"not a directory").expect("a file in its place");
+    let failed = app.task("sessions_cleanup", &[]).await;
+    assert!(failed.is_err(), "the task fails");
+    let run = last_run(&app).await;
+    assert_ne!(run.id, success.id);
+    assert_eq!(run.outcome(), Some(Outcome::Failed));
+    assert!(
+        run.error.as_deref().is_some_and(|e| e.contains("sweep")),
+        "{:?}",
+        run.error
+    );
+    assert!(run.finished_at.is_some() && run.report.is_none());
+
+    let text = metrics::scrape(&app).await;
+    assert_eq!(
+        (outcome(&text, "ok"), outcome(&text, "failed")),
+        (Some(0.0), Some(1.0)),
+        "{text}"
+    );
+    assert_eq!(
+        task_gauge(&text, "tessera_task_last_run_started_timestamp_seconds"),
+        Some(unix_seconds(run.started_at))
+    );
+    assert_eq!(
+        task_gauge(&text, "tessera_task_last_success_timestamp_seconds"),
+        Some(unix_seconds(finished)),
+        "the last success is still the earlier run"
+    );
+    assert_eq!(
+        metrics::value(&text, "tessera_cleanup_vanished_sessions"),
+        Some(1.0),
+        "from the last successful run"
+    );
 }

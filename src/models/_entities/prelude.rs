@@ -2,5 +2,6 @@
 pub use super::platforms::Entity as Platforms;
 pub use super::session_events::Entity as SessionEvents;
 pub use super::session_records::Entity as SessionRecords;
+pub use super::task_runs::Entity as TaskRuns;
 pub use super::user_sessions::Entity as UserSessions;
 pub use super::users::Entity as Users;

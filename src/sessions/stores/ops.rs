@@ -84,7 +84,8 @@ impl StoreError {
 }
 
 /// What a cleanup of a store removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(default)]
 pub struct StoreSweep {
     pub expired: u64,
     pub unreadable: u64,
