@@ -90,11 +90,14 @@ async fn change_password(
         .await;
     }
 
-    current
+    let changed = current
         .user
         .set_password(&ctx.db, &form.new_password)
         .await?;
-    let ended = current.session.password_changed().await?;
+    let ended = current
+        .session
+        .password_changed(changed.credential_generation)
+        .await?;
     let others = match ended {
         0 => String::new(),
         1 => " Your other session was ended.".to_string(),

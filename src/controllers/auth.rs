@@ -209,6 +209,8 @@ fn render_register(
 async fn register(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
+    SessionLayer(sessions): SessionLayer,
+    Client(client): Client,
     form_token: FormToken,
     CsrfForm(form): CsrfForm<RegisterForm>,
 ) -> Result<Response, AppError> {
@@ -230,7 +232,7 @@ async fn register(
     // the form must not tell a stranger who has an account. The owner of the email just
     // logs in with the password they already have.
     match users::Model::create_with_password(&ctx.db, &new_user, false).await {
-        Ok(user) => tracing::info!(user_id = user.id, "registered"),
+        Ok(user) => sessions.registered(user.id, client),
         Err(ModelError::EntityAlreadyExists) => {
             tracing::info!("registration for an email that has an account");
         }

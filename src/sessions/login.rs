@@ -16,7 +16,7 @@ use loco_rs::model::ModelError;
 use sea_orm::DatabaseConnection;
 
 use super::{
-    audit::{AuditEvent, EventKind},
+    audit::{AuditEvent, EventKind, ThrottleWindow},
     data::ClientInfo,
     error::SessionError,
     throttle::Reservation,
@@ -81,11 +81,16 @@ pub async fn log_in(
     let throttle = sessions.throttle();
     let counted = match throttle.reserve(&account, client.ip.as_deref()).await? {
         Reservation::Allowed(counted) => counted,
-        Reservation::Refused { retry_after } => {
+        Reservation::Refused {
+            retry_after,
+            counter,
+            window_ends_at,
+        } => {
             sessions.audit().record(
                 AuditEvent::new(EventKind::LoginThrottled)
                     .client(client)
-                    .reason(format!("retry in {} s", retry_after.as_secs())),
+                    .reason("login attempts over the limit")
+                    .throttled(ThrottleWindow::new(counter, window_ends_at)),
             );
             return Ok(LoginOutcome::Throttled { retry_after });
         }
@@ -108,7 +113,27 @@ pub async fn log_in(
         }
     };
     throttle.succeeded(counted).await?;
-    session.log_in(user.id, attempt.remember, client).await?;
+    let started = session
+        .log_in(
+            user.id,
+            user.credential_generation,
+            attempt.remember,
+            client.clone(),
+        )
+        .await;
+    if let Err(SessionError::CredentialsChanged) = started {
+        // A password change or a disable committed after the password was checked: the
+        // password that was right is no longer, and the answer is the same as for a wrong
+        // one.
+        sessions.audit().record(
+            AuditEvent::new(EventKind::LoginFailed)
+                .user(Some(user.id))
+                .client(client)
+                .reason("credentials changed during the login"),
+        );
+        return Ok(LoginOutcome::Refused);
+    }
+    started?;
     session
         .flash(format!("Welcome back, {}.", user.name))
         .await?;
@@ -129,16 +154,16 @@ pub async fn check_current_password(
     let throttle = sessions.throttle();
     let counted = match throttle.reserve_password_check(user.id).await? {
         Reservation::Allowed(counted) => counted,
-        Reservation::Refused { retry_after } => {
+        Reservation::Refused {
+            retry_after,
+            counter,
+            window_ends_at,
+        } => {
             sessions.audit().record(
-                AuditEvent::new(EventKind::LoginThrottled)
-                    .user(Some(user.id))
-                    .session(session.session_ref())
-                    .client(session.client())
-                    .reason(format!(
-                        "current password checks; retry in {} s",
-                        retry_after.as_secs()
-                    )),
+                session
+                    .audit_event(EventKind::LoginThrottled)
+                    .reason("current password checks over the limit")
+                    .throttled(ThrottleWindow::new(counter, window_ends_at)),
             );
             return Ok(PasswordCheck::Throttled { retry_after });
         }
@@ -148,10 +173,8 @@ pub async fn check_current_password(
         return Ok(PasswordCheck::Correct);
     }
     sessions.audit().record(
-        AuditEvent::new(EventKind::LoginFailed)
-            .user(Some(user.id))
-            .session(session.session_ref())
-            .client(session.client())
+        session
+            .audit_event(EventKind::LoginFailed)
             .reason("wrong current password"),
     );
     Ok(PasswordCheck::Wrong)

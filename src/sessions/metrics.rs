@@ -90,7 +90,11 @@ pub fn record_event(kind: EventKind, reason: Option<&str>) {
             metrics::counter!("tessera_logins_total", "result" => "throttled").increment(1)
         }
         EventKind::Logout => metrics::counter!("tessera_logouts_total").increment(1),
-        EventKind::PasswordChanged | EventKind::PlatformSwitched | EventKind::StoreError => {}
+        EventKind::PasswordChanged
+        | EventKind::PlatformSwitched
+        | EventKind::StoreError
+        | EventKind::Registered
+        | EventKind::AccountDisabled => {}
     }
 }
 

@@ -94,6 +94,19 @@ struct Counted {
     key: String,
     count: u64,
     left: Duration,
+    /// When the counter's window ends.
+    ends_at: SystemTime,
+}
+
+impl Counted {
+    /// The verdict on an attempt over this counter's limit.
+    fn refusal(self) -> Reservation {
+        Reservation::Refused {
+            retry_after: self.left,
+            counter: self.key,
+            window_ends_at: self.ends_at,
+        }
+    }
 }
 
 /// The verdict on an attempt that was counted.
@@ -104,7 +117,13 @@ pub enum Reservation {
     /// a failure needs nothing more: it was counted already.
     Allowed(Attempt),
     /// Over the limit: refuse without checking anything, for this long.
-    Refused { retry_after: Duration },
+    Refused {
+        retry_after: Duration,
+        /// The counter that refused (a keyed hash, never an email or an address) and when
+        /// its window ends: the audit trail keeps one row per counter and window.
+        counter: String,
+        window_ends_at: SystemTime,
+    },
 }
 
 /// The counters one allowed attempt holds, to give back on success.
@@ -165,9 +184,7 @@ impl LoginThrottle {
         let account_key = self.key(Subject::Account, account);
         let counted = self.count(&account_key).await?;
         if counted.count > u64::from(self.limits.account_failures) {
-            return Ok(Reservation::Refused {
-                retry_after: counted.left,
-            });
+            return Ok(counted.refusal());
         }
         let mut returned = Vec::new();
         if let Some(network) = ip.map(ip_network) {
@@ -176,9 +193,7 @@ impl LoginThrottle {
             if by_ip.count > u64::from(self.limits.ip_failures) {
                 // Refused for the IP: this attempt is not the account's doing.
                 self.release(&account_key).await?;
-                return Ok(Reservation::Refused {
-                    retry_after: by_ip.left,
-                });
+                return Ok(by_ip.refusal());
             }
             returned.push(by_ip.key);
         }
@@ -198,9 +213,7 @@ impl LoginThrottle {
             .count(&self.key(Subject::PasswordCheck, &user_id.to_string()))
             .await?;
         if counted.count > u64::from(self.limits.account_failures) {
-            return Ok(Reservation::Refused {
-                retry_after: counted.left,
-            });
+            return Ok(counted.refusal());
         }
         Ok(Reservation::Allowed(Attempt {
             cleared: counted.key,
@@ -264,6 +277,7 @@ impl LoginThrottle {
             count,
             // Whole seconds, rounded up: `Retry-After` must not invite a retry too early.
             left: Duration::from_secs(left_ms.div_ceil(1000).max(1)),
+            ends_at: SystemTime::now() + Duration::from_millis(left_ms),
         })
     }
 

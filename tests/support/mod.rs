@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod direct;
 pub mod postgres;
 pub mod redis;
 pub mod redis_topology;
