@@ -208,6 +208,9 @@ impl IntoResponse for SessionError {
                 tracing::error!(%error, "session registry failed");
                 internal_error_page()
             }
+            // The login domain operation answers a login whose credentials changed like a
+            // wrong password; anywhere else, both mean "log in again".
+            Self::CredentialsChanged | Self::Ended => Redirect::to("/login").into_response(),
             Self::NotInstalled => {
                 tracing::error!("session layer missing on this route");
                 internal_error_page()

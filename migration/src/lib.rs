@@ -8,6 +8,8 @@ mod m20261123_000004_session_events;
 mod m20261123_000005_session_records;
 mod m20261201_000010_session_event_actors;
 mod m20261201_000014_throttle_counters;
+mod m20261204_000015_credential_generation;
+mod m20261204_000016_audit_clients;
 mod m20261204_000018_task_runs;
 
 pub struct Migrator;
@@ -23,6 +25,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_session_records::Migration),
             Box::new(m20261201_000010_session_event_actors::Migration),
             Box::new(m20261201_000014_throttle_counters::Migration),
+            Box::new(m20261204_000015_credential_generation::Migration),
+            Box::new(m20261204_000016_audit_clients::Migration),
             Box::new(m20261204_000018_task_runs::Migration),
             // inject-above (do not remove this comment)
         ]

@@ -108,12 +108,12 @@ async fn change_password(
         .await;
     }
 
-    match current
+    let changed = match current
         .user
         .set_password(&ctx.db, sessions.hashing(), &form.new_password)
         .await
     {
-        Ok(_) => {}
+        Ok(changed) => changed,
         Err(AccountError::Hashing(HashingError::Busy { .. })) => {
             let page = render(
                 &v,
@@ -125,8 +125,11 @@ async fn change_password(
             return Ok(with_retry_after(page, RETRY_AFTER));
         }
         Err(error) => return Err(error.into()),
-    }
-    let ended = current.session.password_changed().await?;
+    };
+    let ended = current
+        .session
+        .password_changed(changed.credential_generation)
+        .await?;
     let others = match ended {
         0 => String::new(),
         1 => " Your other session was ended.".to_string(),

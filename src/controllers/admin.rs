@@ -146,7 +146,7 @@ async fn revoke_user(
             user.id,
             keep.as_ref(),
             EndReason::RevokedByAdmin,
-            Some(admin.user.id),
+            admin.session.actor().as_ref(),
         )
         .await?;
     Ok(ended(count))
@@ -170,7 +170,11 @@ async fn revoke_session(
         return Ok(Redirect::to("/admin/sessions?error=unknown_session").into_response());
     };
     sessions
-        .revoke(&row, EndReason::RevokedByAdmin, Some(admin.user.id))
+        .revoke(
+            &row,
+            EndReason::RevokedByAdmin,
+            admin.session.actor().as_ref(),
+        )
         .await?;
     Ok(ended(1))
 }
@@ -191,9 +195,11 @@ async fn disable_user(
             "an admin cannot disable their own account".into(),
         ));
     }
+    // The credential generation moves on before the sessions are listed: a login racing
+    // the disable is listed and ended, or refused.
     user.set_disabled(&ctx.db, true).await?;
     let count = sessions
-        .end_on_disable(user.id, Some(admin.user.id))
+        .end_on_disable(user.id, admin.session.actor().as_ref())
         .await?;
     Ok(ended(count))
 }
@@ -209,7 +215,7 @@ async fn revoke_everyone(
         .revoke_everyone(
             keep.as_ref(),
             EndReason::RevokedByAdmin,
-            Some(admin.user.id),
+            admin.session.actor().as_ref(),
         )
         .await?;
     Ok(ended(count))

@@ -32,7 +32,8 @@ use crate::{
 };
 
 /// A logged-in user, their session and its active platform. A request without a live
-/// session (or whose user is gone or disabled) is answered with a redirect to `/login`.
+/// session (or whose user is gone or disabled, or whose session was opened under
+/// credentials that have changed since) is answered with a redirect to `/login`.
 #[derive(Debug)]
 pub struct CurrentUser {
     pub user: users::Model,
@@ -48,11 +49,17 @@ impl<S: AppState> FromRequestParts<S> for CurrentUser {
         let mut session = AppSession::from_request_parts(parts, ctx).await?;
         let user_id = session.user_id().ok_or(AppError::LoginRequired)?;
         let user = match users::Model::find_by_id(&ctx.db, user_id).await {
-            Ok(user) if !user.disabled => user,
-            Ok(_) => {
+            Ok(user) if user.disabled => {
                 session.end_for(EndReason::UserDisabled).await?;
                 return Err(AppError::LoginRequired);
             }
+            // Opened with a password that has changed since (the change ends the sessions
+            // it lists; this catches any it could not see).
+            Ok(user) if session.credential_generation() != Some(user.credential_generation) => {
+                session.end_for(EndReason::CredentialsChanged).await?;
+                return Err(AppError::LoginRequired);
+            }
+            Ok(user) => user,
             Err(loco_rs::model::ModelError::EntityNotFound) => {
                 session.end_for(EndReason::UserDisabled).await?;
                 return Err(AppError::LoginRequired);

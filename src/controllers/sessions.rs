@@ -42,9 +42,10 @@ async fn revoke(
         current.session.log_out().await?;
         return Ok(Redirect::to("/login").into_response());
     }
+    let owner = current.session.actor().ok_or(AppError::LoginRequired)?;
     // Only one's own sessions: another user's ref is "not found".
     if !sessions
-        .revoke_own(current.user.id, &session_ref, EndReason::RevokedByUser)
+        .revoke_own(&owner, &session_ref, EndReason::RevokedByUser)
         .await?
     {
         return Err(AppError::NotFound);
@@ -65,7 +66,7 @@ async fn revoke_others(
             current.user.id,
             keep.as_ref(),
             EndReason::RevokedByUser,
-            None,
+            current.session.actor().as_ref(),
         )
         .await?;
     let message = match ended {

@@ -2,7 +2,10 @@
 //! `Ann@Example.com` and `ann@example.com` are one account.
 
 use loco_rs::prelude::*;
-use sea_orm::SqlErr;
+use sea_orm::{
+    sea_query::{Expr, ExprTrait},
+    SqlErr, TransactionTrait,
+};
 use uuid::Uuid;
 
 use crate::sessions::hashing::{HashingError, PasswordHashing, Priority};
@@ -175,15 +178,9 @@ impl Model {
             .await
     }
 
-    /// The account's credential generation: device cookies and sessions opened before a
-    /// password change or a disable belong to an older one.
-    #[must_use]
-    pub const fn credential_generation(&self) -> i64 {
-        0
-    }
-
-    /// Replaces the password. The caller ends the user's other sessions and rotates the
-    /// current one (a privilege change).
+    /// Replaces the password and bumps the credential generation; returns the account as
+    /// it now is. The caller ends the user's other sessions and rotates the current one (a
+    /// privilege change).
     ///
     /// # Errors
     /// When hashing is at capacity or fails, or a database error.
@@ -194,20 +191,61 @@ impl Model {
         password: &str,
     ) -> Result<Self, AccountError> {
         let password_hash = hashing.hash(Priority::Login, password).await?;
-        let mut user: ActiveModel = self.clone().into();
-        user.password = ActiveValue::Set(password_hash);
-        Ok(user.update(db).await.map_err(ModelError::from)?)
+        Ok(self
+            .change_credentials(
+                db,
+                users::Entity::update_many()
+                    .col_expr(users::Column::Password, Expr::value(password_hash)),
+            )
+            .await?)
     }
 
-    /// Disables (or re-enables) the account. A disabled user cannot log in, and the caller
-    /// ends their sessions.
+    /// Disables (or re-enables) the account; returns it as it now is. A disabled user
+    /// cannot log in, and the caller ends their sessions. Disabling bumps the credential
+    /// generation.
     ///
     /// # Errors
     /// A database error.
     pub async fn set_disabled(&self, db: &DatabaseConnection, disabled: bool) -> ModelResult<Self> {
-        let mut user: ActiveModel = self.clone().into();
-        user.disabled = ActiveValue::Set(disabled);
-        Ok(user.update(db).await?)
+        if !disabled {
+            // Re-enabling revives no session: those of the disabled account have ended.
+            let mut user: ActiveModel = self.clone().into();
+            user.disabled = ActiveValue::Set(false);
+            return Ok(user.update(db).await?);
+        }
+        self.change_credentials(
+            db,
+            users::Entity::update_many().col_expr(users::Column::Disabled, Expr::value(true)),
+        )
+        .await
+    }
+
+    /// Applies `update` to this account and bumps its credential generation, in one
+    /// transaction, and reads the account back in it: the generation returned is the one
+    /// this change wrote. A login registers its session only under the generation it
+    /// read with the password hash (`SessionRegistry::register`), so a login racing this
+    /// change either registered before it (and its session is listed with the others that
+    /// the caller ends) or fails.
+    async fn change_credentials(
+        &self,
+        db: &DatabaseConnection,
+        update: sea_orm::UpdateMany<users::Entity>,
+    ) -> ModelResult<Self> {
+        let txn = db.begin().await?;
+        update
+            .col_expr(
+                users::Column::CredentialGeneration,
+                Expr::col(users::Column::CredentialGeneration).add(1),
+            )
+            .filter(users::Column::Id.eq(self.id))
+            .exec(&txn)
+            .await?;
+        let user = users::Entity::find_by_id(self.id)
+            .one(&txn)
+            .await?
+            .ok_or(ModelError::EntityNotFound)?;
+        txn.commit().await?;
+        Ok(user)
     }
 
     /// Creates a user with an Argon2 password hash, hashed on the bounded hasher behind

@@ -4,13 +4,32 @@
 //! one background task drains in batches. A slow or failing database fills the queue, and
 //! past its capacity events are dropped; every drop and failed write is logged and counted
 //! ([`AuditLog::counts`]), so the loss is visible, while the user's request carries on.
+//!
+//! Each event names who and from where: the session's client (the browser that logged
+//! in), the request's client where it differs (a replayed cookie names the replayer), and
+//! the actor when it is not the session's owner ([`Actor`]).
+//!
+//! Refused (throttled) attempts are not one row each: an attacker could fill the trail,
+//! and the queue, at will. They are aggregated per throttle counter and window
+//! ([`ThrottleWindow`]): while one is waiting for the writer, more refusals of its
+//! counter only add to it, in memory, without a queue message; the writer folds it into
+//! one row per counter and window (an upsert) holding the count and the first and latest
+//! client. The trail grows with counters and windows, not with requests.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+    },
 };
 
-use sea_orm::{ActiveValue, DatabaseConnection, EntityTrait};
+use chrono::{DateTime, FixedOffset};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait, OnConflict},
+    ActiveValue, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{data::ClientInfo, keys::SessionRef};
@@ -23,16 +42,55 @@ const BATCH: usize = 200;
 
 pub use super::events::EventKind;
 
+/// Who acts on sessions, and from where: a user, and the client of their request.
+///
+/// ```ignore
+/// let actor = admin.session.actor();
+/// sessions.revoke(&row, EndReason::RevokedByAdmin, actor.as_ref()).await?;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: i64,
+    pub client: ClientInfo,
+}
+
+/// The throttle counter and window a refused attempt counts under: the trail keeps one
+/// row per counter and window, however many attempts are refused in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleWindow {
+    /// The counter's key: a keyed hash, never an email or an address.
+    pub key: String,
+    pub ends_at: DateTime<FixedOffset>,
+}
+
+impl ThrottleWindow {
+    /// The window of throttle counter `key` that ends at `ends_at`.
+    #[must_use]
+    pub fn new(key: String, ends_at: std::time::SystemTime) -> Self {
+        Self {
+            key,
+            ends_at: DateTime::<chrono::Utc>::from(ends_at).fixed_offset(),
+        }
+    }
+}
+
 /// One entry of the trail.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
     pub kind: EventKind,
     pub user_id: Option<i64>,
     pub session_ref: Option<SessionRef>,
+    /// The session's client: the browser that logged in (for events without a session,
+    /// the request's).
     pub client: ClientInfo,
+    /// The client of the request that caused the event, written where it differs from
+    /// [`Self::client`]: a replayed cookie, someone else acting on the session.
+    pub request_client: Option<ClientInfo>,
     pub reason: Option<String>,
     /// Who did it, when it was not the session's own user acting on it (an admin).
     pub actor_user_id: Option<i64>,
+    /// For a refused attempt: the counter and window it is aggregated under.
+    pub throttled: Option<ThrottleWindow>,
 }
 
 impl AuditEvent {
@@ -43,8 +101,10 @@ impl AuditEvent {
             user_id: None,
             session_ref: None,
             client: ClientInfo::default(),
+            request_client: None,
             reason: None,
             actor_user_id: None,
+            throttled: None,
         }
     }
 
@@ -66,9 +126,34 @@ impl AuditEvent {
         self
     }
 
+    /// The client of the request behind the event (see [`Self::request_client`]).
+    #[must_use]
+    pub fn request(mut self, client: ClientInfo) -> Self {
+        self.request_client = Some(client);
+        self
+    }
+
     #[must_use]
     pub const fn actor(mut self, actor_user_id: Option<i64>) -> Self {
         self.actor_user_id = actor_user_id;
+        self
+    }
+
+    /// Who did it and from where: the actor (written when not the session's owner) and
+    /// their request's client.
+    #[must_use]
+    pub fn acted_by(mut self, actor: Option<&Actor>) -> Self {
+        if let Some(actor) = actor {
+            self.actor_user_id = Some(actor.user_id);
+            self.request_client = Some(actor.client.clone());
+        }
+        self
+    }
+
+    /// A refused attempt, aggregated with the others of its counter and window.
+    #[must_use]
+    pub fn throttled(mut self, window: ThrottleWindow) -> Self {
+        self.throttled = Some(window);
         self
     }
 
@@ -80,8 +165,91 @@ impl AuditEvent {
 }
 
 enum Message {
-    Event(AuditEvent, chrono::DateTime<chrono::FixedOffset>),
+    Event(Box<AuditEvent>, DateTime<FixedOffset>),
+    /// Refused attempts of this throttle counter wait in [`Pending`].
+    Refused(String),
     Flush(oneshot::Sender<()>),
+}
+
+/// Refused attempts of one throttle counter and window, as one row.
+#[derive(Debug, Clone)]
+struct Refusals {
+    window: ThrottleWindow,
+    /// The first attempt, as recorded.
+    first: AuditEvent,
+    first_at: DateTime<FixedOffset>,
+    last_client: ClientInfo,
+    last_at: DateTime<FixedOffset>,
+    attempts: u64,
+}
+
+impl Refusals {
+    fn new(first: AuditEvent, window: ThrottleWindow, at: DateTime<FixedOffset>) -> Self {
+        Self {
+            last_client: first.client.clone(),
+            window,
+            first,
+            first_at: at,
+            last_at: at,
+            attempts: 1,
+        }
+    }
+
+    /// Whether `later` belongs to this row: the same counter, and this window had not
+    /// ended when it came.
+    fn holds(&self, later: &Self) -> bool {
+        later.window.key == self.window.key && later.first_at < self.window.ends_at
+    }
+
+    /// Counts `later`, which [`Self::holds`].
+    fn absorb(&mut self, later: Self) {
+        self.attempts += later.attempts;
+        self.last_client = later.last_client;
+        self.last_at = later.last_at;
+    }
+}
+
+/// Adds `refusals` to `rows`, into the latest row of its counter when that row holds it.
+fn add_refusals(rows: &mut Vec<Refusals>, refusals: Refusals) {
+    match rows
+        .iter_mut()
+        .rev()
+        .find(|r| r.window.key == refusals.window.key)
+    {
+        Some(latest) if latest.holds(&refusals) => latest.absorb(refusals),
+        _ => rows.push(refusals),
+    }
+}
+
+/// Refused attempts waiting for the writer, per throttle counter. While a counter has an
+/// entry here, a queue message for it is on its way, and more refusals only add to it.
+#[derive(Debug, Default)]
+struct Pending(Mutex<HashMap<String, Vec<Refusals>>>);
+
+impl Pending {
+    /// Adds `refusals`; whether the counter is new here (and needs a queue message).
+    fn add(&self, refusals: Refusals) -> bool {
+        let mut pending = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match pending.get_mut(&refusals.window.key) {
+            Some(windows) => {
+                add_refusals(windows, refusals);
+                false
+            }
+            None => {
+                pending.insert(refusals.window.key.clone(), vec![refusals]);
+                true
+            }
+        }
+    }
+
+    /// Everything waiting for counter `key`.
+    fn take(&self, key: &str) -> Vec<Refusals> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key)
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +274,7 @@ pub struct AuditCounts {
 pub struct AuditLog {
     queue: mpsc::Sender<Message>,
     counters: Arc<Counters>,
+    pending: Arc<Pending>,
 }
 
 impl AuditLog {
@@ -114,27 +283,53 @@ impl AuditLog {
     pub fn start(db: DatabaseConnection) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(write_events(db, receiver, counters.clone()));
-        Self { queue, counters }
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(write_events(
+            db,
+            receiver,
+            counters.clone(),
+            pending.clone(),
+        ));
+        Self {
+            queue,
+            counters,
+            pending,
+        }
     }
 
-    /// Queues `event`; never waits. Logs it too, naming the session only by its ref.
-    pub fn record(&self, event: AuditEvent) {
+    /// Queues `event`; never waits. Logs it too, naming the session only by its ref. A
+    /// refused attempt joins the others of its throttle counter and window.
+    pub fn record(&self, mut event: AuditEvent) {
         tracing::info!(
             event = event.kind.as_str(),
             user_id = event.user_id,
             session = event.session_ref.as_ref().map(SessionRef::as_str),
             ip = event.client.ip.as_deref(),
+            request_ip = event.request_client.as_ref().and_then(|c| c.ip.as_deref()),
             reason = event.reason.as_deref(),
             actor_user_id = event.actor_user_id,
             "session event"
         );
         super::metrics::record_event(event.kind, event.reason.as_deref());
         let now = chrono::Utc::now().fixed_offset();
-        if self.queue.try_send(Message::Event(event, now)).is_err() {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            super::metrics::record_audit_loss(super::metrics::AUDIT_LOSS_QUEUE_FULL, 1);
-            tracing::error!("audit queue full or closed: event dropped");
+        let (message, key) = match event.throttled.take() {
+            Some(window) => {
+                let key = window.key.clone();
+                if !self.pending.add(Refusals::new(event, window, now)) {
+                    // Counted in the entry already on its way to the writer.
+                    return;
+                }
+                (Message::Refused(key.clone()), Some(key))
+            }
+            None => (Message::Event(Box::new(event), now), None),
+        };
+        if self.queue.try_send(message).is_err() {
+            let lost = key.map_or(1, |key| {
+                self.pending.take(&key).iter().map(|r| r.attempts).sum()
+            });
+            self.counters.dropped.fetch_add(lost, Ordering::Relaxed);
+            super::metrics::record_audit_loss(super::metrics::AUDIT_LOSS_QUEUE_FULL, lost);
+            tracing::error!(lost, "audit queue full or closed: event dropped");
         }
     }
 
@@ -168,17 +363,24 @@ async fn write_events(
     db: DatabaseConnection,
     mut receiver: mpsc::Receiver<Message>,
     counters: Arc<Counters>,
+    pending: Arc<Pending>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut refused: Vec<Refusals> = Vec::new();
     let mut waiting = Vec::new();
     while let Some(first) = receiver.recv().await {
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Event(event, at) => batch.push(row(event, at)),
+                Message::Event(event, at) => batch.push(row(*event, at)),
+                Message::Refused(key) => {
+                    for refusals in pending.take(&key) {
+                        add_refusals(&mut refused, refusals);
+                    }
+                }
                 Message::Flush(done) => waiting.push(done),
             }
-            if batch.len() < BATCH {
+            if batch.len() + refused.len() < BATCH {
                 next = receiver.try_recv().ok();
             }
         }
@@ -201,16 +403,82 @@ async fn write_events(
                 }
             }
         }
+        if !refused.is_empty() {
+            let count = refused.iter().map(|r| r.attempts).sum();
+            match write_refused(&db, std::mem::take(&mut refused)).await {
+                Ok(()) => {
+                    counters.written.fetch_add(count, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    counters.failed.fetch_add(count, Ordering::Relaxed);
+                    super::metrics::record_audit_loss(
+                        super::metrics::AUDIT_LOSS_WRITE_FAILED,
+                        count,
+                    );
+                    tracing::error!(%error, count, "refused attempts could not be written");
+                }
+            }
+        }
         for done in waiting.drain(..) {
             let _ = done.send(());
         }
     }
 }
 
-fn row(
-    event: AuditEvent,
-    at: chrono::DateTime<chrono::FixedOffset>,
-) -> session_events::ActiveModel {
+/// Writes refused attempts, one upsert per counter and window, in one transaction: the
+/// row of a counter's ended window first leaves the unique key (it stays in the trail),
+/// then the open window's row is inserted or added to.
+async fn write_refused(db: &DatabaseConnection, refused: Vec<Refusals>) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    for refusals in refused {
+        session_events::Entity::update_many()
+            .col_expr(
+                session_events::Column::ThrottleKey,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(session_events::Column::ThrottleKey.eq(refusals.window.key.as_str()))
+            .filter(session_events::Column::WindowEndsAt.lte(refusals.first_at))
+            .exec(&txn)
+            .await?;
+        let attempts = i64::try_from(refusals.attempts).unwrap_or(i64::MAX);
+        let mut upsert = row(refusals.first, refusals.first_at);
+        upsert.updated_at = ActiveValue::Set(refusals.last_at);
+        // The latest client, even when it is the first: the row shows both.
+        upsert.request_ip = ActiveValue::Set(refusals.last_client.ip);
+        upsert.request_user_agent = ActiveValue::Set(user_agent(refusals.last_client.user_agent));
+        upsert.attempts = ActiveValue::Set(Some(attempts));
+        upsert.throttle_key = ActiveValue::Set(Some(refusals.window.key));
+        upsert.window_ends_at = ActiveValue::Set(Some(refusals.window.ends_at));
+        session_events::Entity::insert(upsert)
+            .on_conflict(
+                OnConflict::column(session_events::Column::ThrottleKey)
+                    .value(
+                        session_events::Column::Attempts,
+                        Expr::col((session_events::Entity, session_events::Column::Attempts))
+                            .add(Expr::cust("excluded.attempts")),
+                    )
+                    .update_columns([
+                        session_events::Column::RequestIp,
+                        session_events::Column::RequestUserAgent,
+                        session_events::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await
+}
+
+fn user_agent(user_agent: String) -> Option<String> {
+    Some(user_agent).filter(|ua| !ua.is_empty())
+}
+
+fn row(event: AuditEvent, at: DateTime<FixedOffset>) -> session_events::ActiveModel {
+    // The request's client only where it says something the session's does not.
+    let request = event.request_client.filter(|r| *r != event.client);
+    // An owner acting on their own session is no one else.
+    let actor = event.actor_user_id.filter(|a| Some(*a) != event.user_id);
     session_events::ActiveModel {
         created_at: ActiveValue::Set(at),
         updated_at: ActiveValue::Set(at),
@@ -218,9 +486,11 @@ fn row(
         user_id: ActiveValue::Set(event.user_id),
         session_ref: ActiveValue::Set(event.session_ref.map(|r| r.as_str().to_string())),
         ip: ActiveValue::Set(event.client.ip),
-        user_agent: ActiveValue::Set(Some(event.client.user_agent).filter(|ua| !ua.is_empty())),
+        user_agent: ActiveValue::Set(user_agent(event.client.user_agent)),
         reason: ActiveValue::Set(event.reason),
-        actor_user_id: ActiveValue::Set(event.actor_user_id),
+        actor_user_id: ActiveValue::Set(actor),
+        request_ip: ActiveValue::Set(request.as_ref().and_then(|r| r.ip.clone())),
+        request_user_agent: ActiveValue::Set(request.and_then(|r| user_agent(r.user_agent))),
         ..Default::default()
     }
 }

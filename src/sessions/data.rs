@@ -48,6 +48,12 @@ pub struct SessionData {
     /// A one-time message for the next page ("flash"): set by an action, shown once.
     #[serde(rename = "n", default)]
     pub flash: Option<String>,
+    /// The account's credential generation when the session was opened (carried over by
+    /// the rotation after a password change). Older than the account's: the credentials
+    /// it was opened with no longer hold, and the session ends. Records written before the
+    /// generation existed read as 0, the generation every account started with.
+    #[serde(rename = "g", default)]
+    pub credential_generation: i64,
 }
 
 impl SessionData {
@@ -68,6 +74,7 @@ impl Serialize for SessionData {
             self.active_platform_id,
             &self.fingerprint,
             &self.flash,
+            self.credential_generation,
         )
             .serialize(serializer)
     }
@@ -140,6 +147,15 @@ mod tests {
             active_platform_id: None,
             fingerprint: "q0Yd2mL8r5Vt1xW9bN3cKg".into(),
             flash: None,
+            credential_generation: 3,
+        }
+    }
+
+    /// [`data`] as a record written before the credential generation existed reads.
+    fn data_without_generation() -> SessionData {
+        SessionData {
+            credential_generation: 0,
+            ..data()
         }
     }
 
@@ -158,7 +174,8 @@ mod tests {
                 "yPqk3Wq9w2nYb0G5j1rR4m",
                 null,
                 "q0Yd2mL8r5Vt1xW9bN3cKg",
-                null
+                null,
+                3
             ])
         );
         assert_eq!(
@@ -180,7 +197,7 @@ mod tests {
         });
         assert_eq!(
             serde_json::from_value::<SessionData>(old).expect("reads"),
-            data()
+            data_without_generation()
         );
     }
 
@@ -199,7 +216,7 @@ mod tests {
         ]);
         assert_eq!(
             serde_json::from_value::<SessionData>(shorter).expect("reads"),
-            data()
+            data_without_generation()
         );
         let too_short = json!([42, 1_790_000_000]);
         assert!(serde_json::from_value::<SessionData>(too_short).is_err());

@@ -14,6 +14,15 @@ pub enum SessionError {
     /// The session registry (SQL) failed.
     #[error("session registry: {0}")]
     Registry(#[from] sea_orm::DbErr),
+    /// A login whose credentials changed while it ran (a password change or a disable
+    /// committed after the password was checked): nothing was registered, no session
+    /// started. Answered like a wrong password.
+    #[error("the account's credentials changed during the login")]
+    CredentialsChanged,
+    /// The session ended while the request ran (revoked during a rotation): the request
+    /// gets the login page, and the session's record is gone.
+    #[error("the session ended while the request ran")]
+    Ended,
     /// The session layer is not installed on this route (a wiring bug).
     #[error("the session layer is not installed")]
     NotInstalled,

@@ -22,6 +22,10 @@ pub enum EventKind {
     StoreError,
     FingerprintMismatch,
     LoginThrottled,
+    /// An account was created through the registration form.
+    Registered,
+    /// An admin disabled an account (whether or not it had sessions to end).
+    AccountDisabled,
 }
 
 impl EventKind {
@@ -41,6 +45,8 @@ impl EventKind {
             Self::StoreError => "store_error",
             Self::FingerprintMismatch => "fingerprint_mismatch",
             Self::LoginThrottled => "login_throttled",
+            Self::Registered => "registered",
+            Self::AccountDisabled => "account_disabled",
         }
     }
 }
@@ -62,6 +68,9 @@ pub enum EndReason {
     RevokedByLimit,
     PasswordChanged,
     UserDisabled,
+    /// Opened under credentials that no longer hold: the account's credential generation
+    /// moved on (a password change from elsewhere) since the session was opened.
+    CredentialsChanged,
     /// Used from another browser than the one that logged in.
     FingerprintMismatch,
     /// Found expired or missing from the store by the cleanup.
@@ -94,6 +103,7 @@ impl EndReason {
             Self::RevokedByLimit => "revoked_by_limit",
             Self::PasswordChanged => "password_changed",
             Self::UserDisabled => "user_disabled",
+            Self::CredentialsChanged => "credentials_changed",
             Self::FingerprintMismatch => "fingerprint_mismatch",
             Self::Gone => "gone",
         }
@@ -116,6 +126,7 @@ impl EndReason {
             | Self::RevokedByLimit
             | Self::PasswordChanged
             | Self::UserDisabled
+            | Self::CredentialsChanged
             | Self::Gone => EventKind::Revoked,
         }
     }
@@ -143,6 +154,7 @@ mod tests {
             EndReason::RevokedByLimit,
             EndReason::PasswordChanged,
             EndReason::UserDisabled,
+            EndReason::CredentialsChanged,
             EndReason::Gone,
         ] {
             assert_eq!(reason.event(), EventKind::Revoked, "{}", reason.as_str());

@@ -7,12 +7,18 @@
 //!   registry refuses the new session its record is deleted again and no cookie is issued:
 //!   a session the registry does not know could never be listed or revoked.
 //! - **rotate** ([`AppSession::rotate`]): store, then registry; a registry failure ends the
-//!   session rather than leaving a record under a key no row points to.
+//!   session rather than leaving a record under a key no row points to, and so does a row
+//!   that ended meanwhile (a revoke racing the rotation is never undone).
 //! - **end** (logout, expiry, stolen cookie, disabled user) and **revoke** (one, a user's,
 //!   everyone's, on a password change, on disabling): store first, then registry, then
 //!   audit. A record is gone before any row says "ended"; a registry failure after that
 //!   leaves a row whose record is gone, which the cleanup prunes. So a record the registry
 //!   marks ended is never left in the store.
+//!
+//! Sessions carry the account's credential generation they were opened with: a login
+//! registers only under the generation it read with the password hash, and a password
+//! change or a disable bumps it before listing the sessions it ends, so no login racing
+//! them outlives them.
 //!
 //! Controllers call these and the query functions at the end ([`Sessions::live_sessions_of`]
 //! and friends); they never reach the registry or the audit trail directly.
@@ -20,13 +26,13 @@
 use tower_sessions::session_store::SessionStore;
 
 use super::{
-    audit::{AuditCounts, AuditEvent},
+    audit::{Actor, AuditCounts, AuditEvent},
     csrf,
     data::{ClientInfo, SessionData, MIGRATED},
     error::SessionError,
     events::{EndReason, EventKind},
     keys::{SessionRef, StoreKey},
-    registry::{store_key_of, NewEntry},
+    registry::{store_key_of, NewEntry, Registration},
     time::{chrono_time, now},
     AppSession, Sessions,
 };
@@ -35,14 +41,19 @@ use crate::models::_entities::user_sessions;
 impl AppSession {
     /// Logs `user_id` in: the session gets a new ID (the old record is deleted at once, so
     /// a fixated ID is worthless), fresh timestamps and a fresh CSRF token. The session is
-    /// registered; past the per-user limit the least recently used sessions end.
+    /// registered under `credential_generation`, the account's generation read with the
+    /// password hash that was checked; past the per-user limit the least recently used
+    /// sessions end.
     ///
     /// # Errors
-    /// When the store or the registry fails; the user is then not logged in, the browser
-    /// gets no cookie for the session and the store keeps no record of it.
+    /// When the store or the registry fails, or [`SessionError::CredentialsChanged`] when
+    /// the account's generation moved on or it was disabled since it was read; the user is
+    /// then not logged in, the browser gets no cookie for the session and the store keeps
+    /// no record of it.
     pub async fn log_in(
         &mut self,
         user_id: i64,
+        credential_generation: i64,
         remember: bool,
         client: ClientInfo,
     ) -> Result<(), SessionError> {
@@ -72,6 +83,7 @@ impl AppSession {
             active_platform_id: None,
             fingerprint: self.sessions.fingerprint(&client),
             flash: None,
+            credential_generation,
         };
         self.write(&data).await?;
         let key = self.save_under_new_id().await?;
@@ -88,12 +100,17 @@ impl AppSession {
                     expires_at: chrono_time(self.expires_at(&data)),
                     user_agent: client.user_agent.clone(),
                     ip: client.ip.clone(),
+                    credential_generation,
                 },
                 self.sessions.config().max_per_user,
             )
             .await;
         let over_limit = match registered {
-            Ok(over_limit) => over_limit,
+            Ok(Registration::Registered { over_limit }) => over_limit,
+            Ok(Registration::CredentialsChanged) => {
+                self.abandon().await;
+                return Err(SessionError::CredentialsChanged);
+            }
             Err(error) => {
                 self.abandon().await;
                 return Err(error.into());
@@ -108,12 +125,14 @@ impl AppSession {
                     .client(client.clone()),
             );
         }
+        // The user's own login ends them, from this login's client.
+        let actor = Actor { user_id, client };
         for row in &over_limit {
             // The new session is complete; an older one that cannot be ended now stays
             // live and consistent (record and row), one over the limit until it ends.
             if let Err(error) = self
                 .sessions
-                .revoke(row, EndReason::RevokedByLimit, None)
+                .revoke(row, EndReason::RevokedByLimit, Some(&actor))
                 .await
             {
                 tracing::warn!(%error, session = %row.session_ref, "a session over the limit could not be ended");
@@ -144,7 +163,9 @@ impl AppSession {
     ///
     /// # Errors
     /// When the store or the registry fails; the session has then ended (a rotated session
-    /// the registry does not know could not be revoked).
+    /// the registry does not know could not be revoked). [`SessionError::Ended`] when its
+    /// registry row ended meanwhile (revoked while this request ran): the new record is
+    /// removed and the session stays ended.
     pub async fn rotate(&mut self, reason: EndReason) -> Result<(), SessionError> {
         let Some(mut data) = self.data.clone() else {
             return Ok(());
@@ -157,84 +178,126 @@ impl AppSession {
         let key = self.save_under_new_id().await?;
         let new_ref = key.session_ref();
         if let Some(old_ref) = &old_ref {
-            if let Err(error) = self
+            match self
                 .sessions
                 .registry()
-                .rotate(old_ref, &new_ref, key)
+                .rotate(old_ref, &new_ref, key, data.credential_generation)
                 .await
             {
-                self.abandon().await;
-                // Best effort: the old ID is dead already; say so if the database lets us.
-                if let Err(error) = self.sessions.registry().end(old_ref, reason).await {
-                    tracing::warn!(%error, session = %old_ref, "registry end failed");
+                Ok(true) => {}
+                Ok(false) => {
+                    // Whoever ended the row wrote the trail.
+                    tracing::info!(session = %old_ref, "a session ended while it rotated; the rotation is undone");
+                    self.abandon().await;
+                    return Err(SessionError::Ended);
                 }
-                return Err(error.into());
+                Err(error) => {
+                    self.abandon().await;
+                    // Best effort: the old ID is dead already; say so if the database lets us.
+                    if let Err(error) = self.sessions.registry().end(old_ref, reason).await {
+                        tracing::warn!(%error, session = %old_ref, "registry end failed");
+                    }
+                    return Err(error.into());
+                }
             }
         }
-        self.sessions.audit().record(
-            AuditEvent::new(EventKind::Rotated)
-                .user(data.user_id)
-                .session(Some(new_ref))
-                .client(self.client())
-                .reason(reason.as_str()),
-        );
         self.data = Some(data);
+        self.sessions
+            .audit()
+            .record(self.audit_event(EventKind::Rotated).reason(reason.as_str()));
         Ok(())
     }
 
-    /// After the user changed their password from this session: every other session of
-    /// theirs ends, this one gets a new ID, and the trail says so. How many others ended.
+    /// After the user changed their password from this session (the account's credential
+    /// generation is now `credential_generation`): every other session of theirs ends,
+    /// this one gets a new ID and carries the new generation, and the trail says so. How
+    /// many others ended.
     ///
     /// # Errors
     /// When the store or the registry fails part way; sessions ended so far stay ended.
-    pub async fn password_changed(&mut self) -> Result<usize, SessionError> {
+    /// [`SessionError::Ended`] when this session was revoked meanwhile.
+    pub async fn password_changed(
+        &mut self,
+        credential_generation: i64,
+    ) -> Result<usize, SessionError> {
         let Some(user_id) = self.user_id() else {
             return Ok(0);
         };
         let keep = self.session_ref();
         let ended = self
             .sessions
-            .revoke_user(user_id, keep.as_ref(), EndReason::PasswordChanged, None)
+            .revoke_user(
+                user_id,
+                keep.as_ref(),
+                EndReason::PasswordChanged,
+                self.actor().as_ref(),
+            )
             .await?;
-        self.rotate(EndReason::PasswordChanged).await?;
-        self.sessions.audit().record(
-            AuditEvent::new(EventKind::PasswordChanged)
-                .user(Some(user_id))
-                .session(self.session_ref())
-                .client(self.client())
-                .reason(format!("{ended} other sessions ended")),
-        );
+        // The password changed whatever becomes of this session.
+        let mut event = self
+            .audit_event(EventKind::PasswordChanged)
+            .reason(format!("{ended} other sessions ended"));
+        if let Some(data) = &mut self.data {
+            data.credential_generation = credential_generation;
+        }
+        let rotated = self.rotate(EndReason::PasswordChanged).await;
+        if rotated.is_ok() {
+            event = event.session(self.session_ref());
+        }
+        self.sessions.audit().record(event);
+        rotated?;
         Ok(ended)
     }
 
     /// Records a platform switch in the trail.
-    pub(super) fn audit_platform_switch(&self, user_id: Option<i64>, platform_id: Option<i64>) {
+    pub(super) fn audit_platform_switch(&self, platform_id: Option<i64>) {
         self.sessions.audit().record(
-            AuditEvent::new(EventKind::PlatformSwitched)
-                .user(user_id)
-                .session(self.session_ref())
-                .client(self.client())
-                .reason(
-                    platform_id.map_or_else(|| "none".to_string(), |id| format!("platform {id}")),
-                ),
+            self.audit_event(EventKind::PlatformSwitched).reason(
+                platform_id.map_or_else(|| "none".to_string(), |id| format!("platform {id}")),
+            ),
         );
     }
 
-    /// Keeps the registry's "last seen" in step with the touch (once per interval). A
-    /// registry failure is logged, never the user's problem.
-    pub(super) async fn record_touch(&self, data: &SessionData) {
+    /// An event about this session: its user, its ref, the client that logged in and,
+    /// where it differs, the client of this request.
+    pub(super) fn audit_event(&self, kind: EventKind) -> AuditEvent {
+        AuditEvent::new(kind)
+            .user(self.user_id())
+            .session(self.session_ref())
+            .client(self.client())
+            .request(self.request_client.clone())
+    }
+
+    /// Keeps the registry's "last seen" in step with the touch (once per interval);
+    /// whether the session is still live there. A row that is gone or ended means the
+    /// session has ended: the caller ends it too. A registry failure is logged, never the
+    /// user's problem.
+    pub(super) async fn record_touch(&self, data: &SessionData) -> bool {
         let (Some(_), Some(session_ref)) = (data.user_id, self.session_ref()) else {
-            return;
+            return true;
         };
         let expires_at = chrono_time(self.expires_at(data));
-        if let Err(error) = self
+        match self
             .sessions
             .registry()
             .touch(&session_ref, expires_at)
             .await
         {
-            tracing::warn!(%error, session = %session_ref, "registry touch failed");
+            Ok(live) => live,
+            Err(error) => {
+                tracing::warn!(%error, session = %session_ref, "registry touch failed");
+                true
+            }
         }
+    }
+
+    /// Removes the record of a session the registry says has ended (revoked elsewhere,
+    /// whose revoker wrote the trail); the request goes on as anonymous.
+    pub(super) async fn forget_ended(&mut self) -> Result<(), SessionError> {
+        tracing::info!(session = ?self.session_ref(), "the registry says this session has ended; its record is removed");
+        self.session.flush().await?;
+        self.data = None;
+        Ok(())
     }
 
     /// Removes a record that cannot be read (garbage, truncated, sealed with an unknown
@@ -307,6 +370,7 @@ impl AppSession {
                     .user(user_id)
                     .session(session_ref)
                     .client(self.client())
+                    .request(self.request_client.clone())
                     .reason(reason.as_str()),
             );
         }
@@ -339,8 +403,9 @@ impl AppSession {
 
 impl Sessions {
     /// Ends the session of registry row `row` now: its record leaves the store (its next
-    /// request is anonymous), its row is marked ended, and the trail says why and, when
-    /// someone else did it (an admin), who: `actor`.
+    /// request is anonymous), its row is marked ended, and the trail says why, the
+    /// session's client, and who did it from where (`actor`: the trail names them when
+    /// they are not the session's owner, and their client where it differs).
     ///
     /// # Errors
     /// When the store fails (the session then still exists), or the registry fails after
@@ -349,7 +414,7 @@ impl Sessions {
         &self,
         row: &user_sessions::Model,
         reason: EndReason,
-        actor: Option<i64>,
+        actor: Option<&Actor>,
     ) -> Result<(), SessionError> {
         if let Some(key) = store_key_of(row) {
             self.backend().delete(key.as_id()).await?;
@@ -366,28 +431,30 @@ impl Sessions {
             AuditEvent::new(reason.event())
                 .user(Some(row.user_id))
                 .session(session_ref)
+                .client(ClientInfo::new(&row.user_agent, row.ip.clone()))
                 .reason(reason.as_str())
-                .actor(actor),
+                .acted_by(actor),
         );
         Ok(())
     }
 
-    /// Ends `user_id`'s live session named `session_ref`; `false` when the user has no
-    /// such session (another user's ref is not theirs to end).
+    /// Ends the live session named `session_ref` of `owner`, who asks from their own
+    /// request; `false` when they have no such session (another user's ref is not theirs
+    /// to end).
     ///
     /// # Errors
     /// When the store or the registry fails.
     pub async fn revoke_own(
         &self,
-        user_id: i64,
+        owner: &Actor,
         session_ref: &SessionRef,
         reason: EndReason,
     ) -> Result<bool, SessionError> {
-        let rows = self.registry().live_for_user(user_id).await?;
+        let rows = self.registry().live_for_user(owner.user_id).await?;
         let Some(row) = rows.iter().find(|r| r.session_ref == session_ref.as_str()) else {
             return Ok(false);
         };
-        self.revoke(row, reason, None).await?;
+        self.revoke(row, reason, Some(owner)).await?;
         Ok(true)
     }
 
@@ -400,23 +467,47 @@ impl Sessions {
         user_id: i64,
         keep: Option<&SessionRef>,
         reason: EndReason,
-        actor: Option<i64>,
+        actor: Option<&Actor>,
     ) -> Result<usize, SessionError> {
         let rows = self.registry().live_for_user(user_id).await?;
         self.revoke_rows(&rows, keep, reason, actor).await
     }
 
-    /// Ends every session of a user whom `actor` (an admin) just disabled; how many ended.
+    /// Ends every session of a user whom `actor` (an admin) just disabled (which bumped
+    /// the account's credential generation first, so no login racing the disable outlives
+    /// it), and writes the disable to the trail, sessions or not; how many ended.
     ///
     /// # Errors
     /// When the store or the registry fails part way; sessions ended so far stay ended.
     pub async fn end_on_disable(
         &self,
         user_id: i64,
-        actor: Option<i64>,
+        actor: Option<&Actor>,
     ) -> Result<usize, SessionError> {
-        self.revoke_user(user_id, None, EndReason::UserDisabled, actor)
-            .await
+        let ended = self
+            .revoke_user(user_id, None, EndReason::UserDisabled, actor)
+            .await;
+        let mut event = AuditEvent::new(EventKind::AccountDisabled)
+            .user(Some(user_id))
+            .acted_by(actor);
+        // The admin's client is the one that acted: it is the event's client.
+        if let Some(actor) = actor {
+            event = event.client(actor.client.clone());
+        }
+        self.audit().record(event.reason(match &ended {
+            Ok(n) => format!("sessions ended: {n}"),
+            Err(_) => "ending its sessions failed part way".to_string(),
+        }));
+        ended
+    }
+
+    /// Writes a new account to the trail: who registered, from where.
+    pub fn registered(&self, user_id: i64, client: ClientInfo) {
+        self.audit().record(
+            AuditEvent::new(EventKind::Registered)
+                .user(Some(user_id))
+                .client(client),
+        );
     }
 
     /// Ends every live session of every user but `keep`; how many ended.
@@ -427,7 +518,7 @@ impl Sessions {
         &self,
         keep: Option<&SessionRef>,
         reason: EndReason,
-        actor: Option<i64>,
+        actor: Option<&Actor>,
     ) -> Result<usize, SessionError> {
         let rows = self.registry().live().await?;
         self.revoke_rows(&rows, keep, reason, actor).await
@@ -438,7 +529,7 @@ impl Sessions {
         rows: &[user_sessions::Model],
         keep: Option<&SessionRef>,
         reason: EndReason,
-        actor: Option<i64>,
+        actor: Option<&Actor>,
     ) -> Result<usize, SessionError> {
         let mut ended = 0;
         for row in rows

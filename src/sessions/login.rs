@@ -20,7 +20,7 @@ use loco_rs::model::ModelError;
 use sea_orm::DatabaseConnection;
 
 use super::{
-    audit::{AuditEvent, EventKind},
+    audit::{AuditEvent, EventKind, ThrottleWindow},
     data::ClientInfo,
     device::DeviceToken,
     error::SessionError,
@@ -88,7 +88,7 @@ fn claimant<'a>(
         (Some(user), Some(device))
             if sessions
                 .devices()
-                .recognises(device, user.id, user.credential_generation()) =>
+                .recognises(device, user.id, user.credential_generation) =>
         {
             Claimant::KnownDevice(device)
         }
@@ -147,11 +147,16 @@ pub async fn log_in(
     let throttle = sessions.throttle();
     let reserved = match throttle.reserve_login(&account_name, claimant).await? {
         Reservation::Allowed(reserved) => reserved,
-        Reservation::Refused { retry_after } => {
+        Reservation::Refused {
+            retry_after,
+            counter,
+            window_ends_at,
+        } => {
             sessions.audit().record(
                 AuditEvent::new(EventKind::LoginThrottled)
                     .client(client)
-                    .reason(format!("retry in {} s", retry_after.as_secs())),
+                    .reason("login attempts over the limit")
+                    .throttled(ThrottleWindow::new(counter, window_ends_at)),
             );
             return Ok(LoginOutcome::Throttled { retry_after });
         }
@@ -179,14 +184,40 @@ pub async fn log_in(
             return Ok(LoginOutcome::Refused);
         }
     };
-    throttle.give_back(reserved).await?;
-    session.log_in(user.id, attempt.remember, client).await?;
+    let started = session
+        .log_in(
+            user.id,
+            user.credential_generation,
+            attempt.remember,
+            client.clone(),
+        )
+        .await;
+    match started {
+        Ok(()) => throttle.give_back(reserved).await?,
+        Err(SessionError::CredentialsChanged) => {
+            // A password change or a disable committed after the password was checked: the
+            // password that was right is no longer, the answer is the same as for a wrong
+            // one, and the attempt stays counted as one.
+            sessions.audit().record(
+                AuditEvent::new(EventKind::LoginFailed)
+                    .user(Some(user.id))
+                    .client(client)
+                    .reason("credentials changed during the login"),
+            );
+            return Ok(LoginOutcome::Refused);
+        }
+        Err(error) => {
+            // Not judged after all (the store or the registry failed): not a guess.
+            throttle.give_back(reserved).await?;
+            return Err(error.into());
+        }
+    }
     session
         .flash(format!("Welcome back, {}.", user.name))
         .await?;
     let device_cookie = sessions
         .devices()
-        .issue(user.id, user.credential_generation(), now());
+        .issue(user.id, user.credential_generation, now());
     Ok(LoginOutcome::LoggedIn {
         device_cookie: Box::new(device_cookie),
     })
@@ -210,16 +241,16 @@ pub async fn check_current_password(
     let claimant = claimant(sessions, Some(user), device, client);
     let reserved = match throttle.reserve_password_check(user.id, claimant).await? {
         Reservation::Allowed(reserved) => reserved,
-        Reservation::Refused { retry_after } => {
+        Reservation::Refused {
+            retry_after,
+            counter,
+            window_ends_at,
+        } => {
             sessions.audit().record(
-                AuditEvent::new(EventKind::LoginThrottled)
-                    .user(Some(user.id))
-                    .session(session.session_ref())
-                    .client(session.client())
-                    .reason(format!(
-                        "current password checks; retry in {} s",
-                        retry_after.as_secs()
-                    )),
+                session
+                    .audit_event(EventKind::LoginThrottled)
+                    .reason("current password checks over the limit")
+                    .throttled(ThrottleWindow::new(counter, window_ends_at)),
             );
             return Ok(PasswordCheck::Throttled { retry_after });
         }
@@ -235,10 +266,8 @@ pub async fn check_current_password(
         return Ok(PasswordCheck::Correct);
     }
     sessions.audit().record(
-        AuditEvent::new(EventKind::LoginFailed)
-            .user(Some(user.id))
-            .session(session.session_ref())
-            .client(session.client())
+        session
+            .audit_event(EventKind::LoginFailed)
             .reason("wrong current password"),
     );
     Ok(PasswordCheck::Wrong)

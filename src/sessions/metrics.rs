@@ -175,9 +175,11 @@ fn event_counter(kind: EventKind, reason: Option<&str>) -> Option<Counter> {
             metrics::counter!("tessera_logins_total", "result" => "throttled")
         }
         EventKind::Logout => metrics::counter!("tessera_logouts_total"),
-        EventKind::PasswordChanged | EventKind::PlatformSwitched | EventKind::StoreError => {
-            return None
-        }
+        EventKind::PasswordChanged
+        | EventKind::PlatformSwitched
+        | EventKind::StoreError
+        | EventKind::Registered
+        | EventKind::AccountDisabled => return None,
     })
 }
 

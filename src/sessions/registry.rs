@@ -31,6 +31,21 @@ pub struct NewEntry {
     pub expires_at: DateTime<FixedOffset>,
     pub user_agent: String,
     pub ip: Option<String>,
+    /// The account's credential generation the login read with the password hash.
+    pub credential_generation: i64,
+}
+
+/// What [`SessionRegistry::register`] did.
+#[derive(Debug)]
+pub enum Registration {
+    /// The session is recorded; the user's live sessions beyond the limit, least recently
+    /// used first, are the caller's to end.
+    Registered {
+        over_limit: Vec<user_sessions::Model>,
+    },
+    /// Nothing was recorded: since the login read the credentials, the account's
+    /// generation moved on (a password change) or the account was disabled.
+    CredentialsChanged,
 }
 
 /// What [`SessionRegistry::prune`] did.
@@ -74,20 +89,30 @@ impl SessionRegistry {
     /// lock on the user's row, and every login sees the same order, so a burst of
     /// simultaneous logins ends exactly the oldest sessions beyond the limit.
     ///
+    /// Only while the account still has the credential generation the login read and is
+    /// not disabled: a password change or a disable commits its bump before it lists the
+    /// sessions to end, so a login racing it is either registered first (and listed) or
+    /// refused here ([`Registration::CredentialsChanged`]).
+    ///
     /// # Errors
     /// A database error; nothing is recorded then.
-    pub async fn register(
-        &self,
-        entry: NewEntry,
-        limit: usize,
-    ) -> Result<Vec<user_sessions::Model>, DbErr> {
+    pub async fn register(&self, entry: NewEntry, limit: usize) -> Result<Registration, DbErr> {
         let txn = self.db.begin().await?;
         // Taking the write lock first: PostgreSQL locks the user's row, SQLite the database.
-        users::Entity::update_many()
+        // A change of credentials holds the same lock while it bumps the generation, so the
+        // condition is read after it committed, never before.
+        let locked = users::Entity::update_many()
             .col_expr(users::Column::Admin, Expr::col(users::Column::Admin))
             .filter(users::Column::Id.eq(entry.user_id))
+            .filter(users::Column::CredentialGeneration.eq(entry.credential_generation))
+            .filter(users::Column::Disabled.eq(false))
             .exec(&txn)
-            .await?;
+            .await?
+            .rows_affected;
+        if locked == 0 {
+            txn.rollback().await?;
+            return Ok(Registration::CredentialsChanged);
+        }
         let now = now();
         user_sessions::Entity::insert(user_sessions::ActiveModel {
             created_at: ActiveValue::Set(now),
@@ -100,6 +125,7 @@ impl SessionRegistry {
             expires_at: ActiveValue::Set(entry.expires_at),
             user_agent: ActiveValue::Set(entry.user_agent),
             ip: ActiveValue::Set(entry.ip),
+            credential_generation: ActiveValue::Set(entry.credential_generation),
             ..Default::default()
         })
         .exec(&txn)
@@ -111,7 +137,7 @@ impl SessionRegistry {
             .await?;
         let over_limit: Vec<_> = live.into_iter().skip(limit).collect();
         txn.commit().await?;
-        Ok(over_limit)
+        Ok(Registration::Registered { over_limit })
     }
 
     fn live_query(user_id: i64) -> sea_orm::Select<user_sessions::Entity> {
@@ -121,7 +147,9 @@ impl SessionRegistry {
             .filter(user_sessions::Column::ExpiresAt.gt(now()))
     }
 
-    /// Records activity (called at most once per touch interval per session).
+    /// Records activity (called at most once per touch interval per session); whether the
+    /// session's row is still there and not ended (`false`: the session has ended, and its
+    /// record must go too).
     ///
     /// # Errors
     /// A database error.
@@ -129,20 +157,25 @@ impl SessionRegistry {
         &self,
         session_ref: &SessionRef,
         expires_at: DateTime<FixedOffset>,
-    ) -> Result<(), DbErr> {
+    ) -> Result<bool, DbErr> {
         let now = now();
-        user_sessions::Entity::update_many()
+        let touched = user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::LastSeenAt, Expr::value(now))
             .col_expr(user_sessions::Column::ExpiresAt, Expr::value(expires_at))
             .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
             .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
             .filter(user_sessions::Column::EndedAt.is_null())
             .exec(&self.db)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected;
+        Ok(touched > 0)
     }
 
-    /// Moves a row to the session's new ID after a rotation.
+    /// Moves a row to the session's new ID after a rotation, with the credential
+    /// generation the session now carries; whether it did. Only a row not ended is moved:
+    /// `false` means the session ended meanwhile (a revoke that raced the rotation), and
+    /// the rotated session must end too, or it would live on behind an ended row, unlisted
+    /// and unrevocable.
     ///
     /// # Errors
     /// A database error.
@@ -151,20 +184,27 @@ impl SessionRegistry {
         old: &SessionRef,
         new: &SessionRef,
         new_key: StoreKey,
-    ) -> Result<(), DbErr> {
+        credential_generation: i64,
+    ) -> Result<bool, DbErr> {
         let now = now();
-        user_sessions::Entity::update_many()
+        let moved = user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::SessionRef, Expr::value(new.as_str()))
             .col_expr(
                 user_sessions::Column::StoreKey,
                 Expr::value(new_key.to_string()),
             )
+            .col_expr(
+                user_sessions::Column::CredentialGeneration,
+                Expr::value(credential_generation),
+            )
             .col_expr(user_sessions::Column::LastSeenAt, Expr::value(now))
             .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
             .filter(user_sessions::Column::SessionRef.eq(old.as_str()))
+            .filter(user_sessions::Column::EndedAt.is_null())
             .exec(&self.db)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected;
+        Ok(moved > 0)
     }
 
     /// Marks one session ended; whether this call ended it (`false` when it had ended

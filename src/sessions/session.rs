@@ -11,6 +11,7 @@ use tower_sessions::{Expiry, Session};
 use crate::views::session::SessionView;
 
 use super::{
+    audit::Actor,
     csrf,
     data::{ClientInfo, SessionData},
     error::SessionError,
@@ -37,6 +38,8 @@ pub struct AppSession {
     pub(super) session: Session,
     pub(super) sessions: Arc<Sessions>,
     pub(super) data: Option<SessionData>,
+    /// The client of the request at hand, which the trail compares with the session's.
+    pub(super) request_client: ClientInfo,
 }
 
 /// Whether reading the session is the user's activity. An open tab's background status
@@ -70,6 +73,7 @@ impl AppSession {
             session,
             sessions,
             data: None,
+            request_client: client.clone(),
         };
         let stored = match read {
             Ok(data) => data,
@@ -108,7 +112,10 @@ impl AppSession {
                 if touch && activity == Activity::User {
                     data.last_activity = now;
                     this.write(&data).await?;
-                    this.record_touch(&data).await;
+                    if !this.record_touch(&data).await {
+                        this.forget_ended().await?;
+                        return Ok(this);
+                    }
                 }
                 this.data = Some(data);
             }
@@ -162,6 +169,26 @@ impl AppSession {
         self.sessions.store_kind().name()
     }
 
+    /// The account's credential generation this session was opened with (or carried over
+    /// from the last password change); `None` without a logged-in session.
+    #[must_use]
+    pub fn credential_generation(&self) -> Option<i64> {
+        self.data
+            .as_ref()
+            .filter(|d| d.user_id.is_some())
+            .map(|d| d.credential_generation)
+    }
+
+    /// The logged-in user acting from this request's client (for the trail of what they
+    /// do to sessions); `None` without a logged-in session.
+    #[must_use]
+    pub fn actor(&self) -> Option<Actor> {
+        self.user_id().map(|user_id| Actor {
+            user_id,
+            client: self.request_client.clone(),
+        })
+    }
+
     /// The browser this session was started from.
     #[must_use]
     pub fn client(&self) -> ClientInfo {
@@ -203,7 +230,7 @@ impl AppSession {
         }
         data.active_platform_id = platform_id;
         self.write(&data).await?;
-        self.audit_platform_switch(data.user_id, platform_id);
+        self.audit_platform_switch(platform_id);
         self.data = Some(data);
         Ok(())
     }

@@ -52,8 +52,12 @@ pub async fn sign_up(
     let throttle = sessions.throttle();
     let reserved = match throttle.reserve_registration(client.ip.as_deref()).await? {
         Reservation::Allowed(reserved) => reserved,
-        Reservation::Refused { retry_after } => {
-            return Ok(SignUpOutcome::Throttled { retry_after })
+        Reservation::Refused { retry_after, .. } => {
+            tracing::info!(
+                ip = client.ip.as_deref(),
+                "sign-up refused: too many from this network"
+            );
+            return Ok(SignUpOutcome::Throttled { retry_after });
         }
     };
     let new_user = match NewUser::parse(attempt.name, attempt.email, attempt.password) {
@@ -61,7 +65,7 @@ pub async fn sign_up(
         Err(errors) => return Ok(SignUpOutcome::Invalid(errors)),
     };
     match users::Model::create_with_password(db, sessions.hashing(), &new_user, false).await {
-        Ok(user) => tracing::info!(user_id = user.id, "registered"),
+        Ok(user) => sessions.registered(user.id, client.clone()),
         Err(AccountError::Model(ModelError::EntityAlreadyExists)) => {
             tracing::info!("registration for an email that has an account");
         }

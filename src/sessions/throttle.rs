@@ -122,6 +122,19 @@ struct Limit {
 struct Counted {
     count: u64,
     left: Duration,
+    /// When the counter's window ends.
+    ends_at: SystemTime,
+}
+
+impl Counted {
+    /// The verdict on an attempt over the limit of the counter `key`.
+    fn refusal(self, key: String) -> Reservation {
+        Reservation::Refused {
+            retry_after: self.left,
+            counter: key,
+            window_ends_at: self.ends_at,
+        }
+    }
 }
 
 /// The verdict on an attempt that was counted.
@@ -133,7 +146,13 @@ pub enum Reservation {
     /// counted already.
     Allowed(Attempt),
     /// Over the limit: refuse without checking anything, for this long.
-    Refused { retry_after: Duration },
+    Refused {
+        retry_after: Duration,
+        /// The counter that refused (a keyed hash, never an email or an address) and when
+        /// its window ends: the audit trail keeps one row per counter and window.
+        counter: String,
+        window_ends_at: SystemTime,
+    },
 }
 
 /// The counters one allowed attempt was counted on, to give back.
@@ -267,9 +286,7 @@ impl LoginThrottle {
                 for key in &counted {
                     self.release(key).await?;
                 }
-                return Ok(Reservation::Refused {
-                    retry_after: count.left,
-                });
+                return Ok(count.refusal(limit.key));
             }
             counted.push(limit.key);
         }
@@ -329,6 +346,7 @@ impl LoginThrottle {
             count,
             // Whole seconds, rounded up: `Retry-After` must not invite a retry too early.
             left: Duration::from_secs(left_ms.div_ceil(1000).max(1)),
+            ends_at: SystemTime::now() + Duration::from_millis(left_ms),
         })
     }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{charts::HourlyChart, device};
 use crate::models::{
-    session_events::{EventPage, HourlyCounts},
+    session_events::{EventPage, HourlyCounts, Model},
     user_sessions::LiveSession,
 };
 
@@ -105,7 +105,45 @@ pub struct EventRow {
     pub actor: String,
     pub session_ref: String,
     pub ip: String,
+    /// The request's client where it differs from the session's, in words: "replayed
+    /// from curl on 10.1.2.3", "from Firefox on Linux on 10.0.0.9" beside an actor, "last
+    /// from …" on a row of refused attempts; empty when it does not differ.
+    pub request_client: String,
     pub reason: String,
+}
+
+/// A client in words: "curl on 10.1.2.3".
+fn client_in_words(user_agent: Option<&str>, ip: Option<&str>) -> String {
+    let device = device::describe(user_agent.unwrap_or_default());
+    match ip {
+        Some(ip) => format!("{device} on {ip}"),
+        None => device,
+    }
+}
+
+/// What the row says of the request's client, if anything.
+fn request_client(event: &Model) -> String {
+    if event.request_ip.is_none() && event.request_user_agent.is_none() {
+        return String::new();
+    }
+    let request = client_in_words(
+        event.request_user_agent.as_deref(),
+        event.request_ip.as_deref(),
+    );
+    if event.attempts.is_some() {
+        // Refused attempts keep the latest client always; say it only when it is another.
+        let first = client_in_words(event.user_agent.as_deref(), event.ip.as_deref());
+        return if request == first {
+            String::new()
+        } else {
+            format!("last from {request}")
+        };
+    }
+    if event.actor_user_id.is_some() {
+        format!("from {request}")
+    } else {
+        format!("replayed from {request}")
+    }
 }
 
 /// The events table of one page.
@@ -118,14 +156,87 @@ pub fn event_rows(page: EventPage) -> Vec<EventRow> {
     };
     page.events
         .into_iter()
-        .map(|named| EventRow {
-            at: named.event.created_at.to_rfc3339(),
-            user: who(named.user_email, named.event.user_id),
-            actor: who(named.actor_email, named.event.actor_user_id),
-            event: named.event.event,
-            session_ref: named.event.session_ref.unwrap_or_default(),
-            ip: named.event.ip.unwrap_or_default(),
-            reason: named.event.reason.unwrap_or_default(),
+        .map(|named| {
+            let request_client = request_client(&named.event);
+            let event = named.event;
+            let reason = event.reason.unwrap_or_default();
+            EventRow {
+                at: event.created_at.to_rfc3339(),
+                user: who(named.user_email, event.user_id),
+                actor: who(named.actor_email, event.actor_user_id),
+                event: event.event,
+                session_ref: event.session_ref.unwrap_or_default(),
+                ip: event.ip.unwrap_or_default(),
+                request_client,
+                reason: match event.attempts {
+                    Some(1) => format!("{reason} (1 attempt)"),
+                    Some(n) => format!("{reason} ({n} attempts)"),
+                    None => reason,
+                },
+            }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Model {
+        let at = chrono::Utc::now().fixed_offset();
+        Model {
+            created_at: at,
+            updated_at: at,
+            id: 1,
+            event: "fingerprint_mismatch".into(),
+            user_id: Some(7),
+            session_ref: Some("AbCdEfGhIjKl".into()),
+            ip: Some("127.0.0.1".into()),
+            user_agent: Some(
+                "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0".into(),
+            ),
+            reason: None,
+            actor_user_id: None,
+            request_ip: None,
+            request_user_agent: None,
+            attempts: None,
+            throttle_key: None,
+            window_ends_at: None,
+        }
+    }
+
+    #[test]
+    fn another_client_on_the_session_is_a_replay_and_an_actor_acts_from_theirs() {
+        assert_eq!(request_client(&event()), "");
+        let replayed = Model {
+            request_ip: Some("10.1.2.3".into()),
+            request_user_agent: Some("curl/8.0".into()),
+            ..event()
+        };
+        assert_eq!(request_client(&replayed), "replayed from curl on 10.1.2.3");
+        let acted = Model {
+            actor_user_id: Some(1),
+            ..replayed
+        };
+        assert_eq!(request_client(&acted), "from curl on 10.1.2.3");
+    }
+
+    #[test]
+    fn refused_attempts_name_their_latest_client_when_it_is_another() {
+        let refused = Model {
+            attempts: Some(50),
+            request_ip: Some("127.0.0.1".into()),
+            request_user_agent: event().user_agent,
+            ..event()
+        };
+        assert_eq!(request_client(&refused), "");
+        let other = Model {
+            request_ip: Some("10.1.2.3".into()),
+            ..refused
+        };
+        assert_eq!(
+            request_client(&other),
+            "last from Firefox on Linux on 10.1.2.3"
+        );
+    }
 }

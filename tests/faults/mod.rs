@@ -1,3 +1,4 @@
 mod concurrency;
+mod credentials;
 mod fuzz;
 mod redis_outage;

@@ -250,16 +250,27 @@ async fn an_admin_ends_one_session_or_all_of_a_users_from_the_table() {
 
 #[tokio::test]
 async fn events_name_users_and_the_acting_admin_and_page_by_25() {
-    let app = TestApp::start().await;
+    // Refused attempts are one row per throttle counter and window: the failures that make
+    // the pages are spread over accounts, each within its limit (the address's is raised).
+    let app = TestApp::with_sessions(json!({"throttle": {"ip_failures": 100}})).await;
     app.create_user("root@example.com", true).await;
     app.create_user("ned@example.com", false).await;
     let (admin, _) = app.browser_logged_in_as("root@example.com").await;
     let (_ned, _) = app.browser_logged_in_as("ned@example.com").await;
-    // 30 failed logins of an account that does not exist: 30 more events.
+    // 30 failed logins, 5 for each of 6 accounts that do not exist: 30 more events.
     let stranger = app.browser();
-    for _ in 0..30 {
-        app.log_in(&stranger, "nobody@example.com", "wrong password!", false)
-            .await;
+    for account in 0..6 {
+        for _ in 0..5 {
+            let failed = app
+                .log_in(
+                    &stranger,
+                    &format!("nobody{account}@example.com"),
+                    "wrong password!",
+                    false,
+                )
+                .await;
+            assert_eq!(failed.status_code(), 422);
+        }
     }
     let token = csrf_token_of(&admin, "/admin/sessions").await;
     admin

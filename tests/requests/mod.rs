@@ -1,6 +1,7 @@
 mod admin;
 mod anonymous;
 mod assets;
+mod audit;
 mod auth;
 mod cookies;
 mod csrf;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod direct;
 pub mod logs;
 pub mod metrics;
 pub mod nginx;

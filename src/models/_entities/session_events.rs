@@ -17,6 +17,15 @@ pub struct Model {
     pub user_agent: Option<String>,
     pub reason: Option<String>,
     pub actor_user_id: Option<i64>,
+    /// The request's client where it differs from the session's (`ip`, `user_agent`); on
+    /// an aggregated row, the latest attempt's client.
+    pub request_ip: Option<String>,
+    pub request_user_agent: Option<String>,
+    /// Refused attempts counted in this row (aggregated rows only).
+    pub attempts: Option<i64>,
+    /// The throttle counter this row aggregates, while its window is open.
+    pub throttle_key: Option<String>,
+    pub window_ends_at: Option<DateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -21,6 +21,8 @@ pub struct Model {
     pub ended_at: Option<DateTimeWithTimeZone>,
     pub end_reason: Option<String>,
     pub user_id: i64,
+    /// The account's credential generation when the session was opened.
+    pub credential_generation: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

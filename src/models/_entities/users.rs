@@ -17,6 +17,9 @@ pub struct Model {
     pub name: String,
     pub admin: bool,
     pub disabled: bool,
+    /// Bumped by every password change and by disabling the account: a session opened
+    /// under an older generation belongs to credentials that no longer hold.
+    pub credential_generation: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
