@@ -269,6 +269,11 @@ impl Model {
             password: ActiveValue::set(password_hash),
             name: ActiveValue::set(new_user.name.clone()),
             admin: ActiveValue::set(admin),
+            // Written out rather than left to the column's default: the row comes back
+            // through RETURNING, and on SQLite a connection that had read the schema
+            // before the column was added (by a migration at start) returned NULL for a
+            // defaulted value (seen under load as "Missing value for column").
+            credential_generation: ActiveValue::set(0),
             ..Default::default()
         }
         .insert(db)
