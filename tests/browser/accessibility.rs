@@ -46,10 +46,14 @@ async fn every_page_passes_axe_at_desktop_and_phone_width() {
         "the form shows its errors"
     );
     audit.check(&visitor, "a11y-register-invalid").await;
-    visitor.goto(&page("/no/such/page")).await;
-    audit.check(&visitor, "a11y-not-found").await;
-    visitor.goto(&page("/static/no-such-file.css")).await;
-    audit.check(&visitor, "a11y-static-not-found").await;
+    for (path, name) in [
+        ("/no/such/page", "a11y-not-found"),
+        ("/static/no-such-file.css", "a11y-static-not-found"),
+    ] {
+        visitor.goto(&page(path)).await;
+        assert!(visitor.text("h1").await.contains("Not found"), "{path}");
+        audit.check(&visitor, name).await;
+    }
     visitor.close().await;
 
     // An admin, logged in twice (so "my sessions" has two rows and the admin table
