@@ -12,10 +12,14 @@ use serde_json::{json, Value};
 
 use crate::support::{clock::PATIENCE, parse_id, session_id_set, Settings, TestApp};
 
-/// Test settings with sessions in Redis at `url`, giving up on a command after 500 ms.
+/// Test settings with sessions in Redis at `url`, giving up on a command after 5 s. A
+/// live node answers in milliseconds; the timeout decides how long a request for a dead
+/// or silent node waits for its 503, which no test measures. On a loaded machine a short
+/// one turned slow answers into 503s: the first login on a fresh cluster (reading the
+/// slot map and connecting to every master) did not fit in 500 ms.
 fn on_redis(url: &str) -> Settings {
     Settings {
-        sessions: json!({"store": "redis", "redis": {"url": url, "command_timeout_ms": 500}}),
+        sessions: json!({"store": "redis", "redis": {"url": url, "command_timeout_ms": 5000}}),
         ..Settings::default()
     }
 }
