@@ -145,15 +145,13 @@ impl RedisServer {
         self.child.is_some()
     }
 
-    /// The clients connected now, leaving out the redis-cli that asks.
+    /// The clients connected now, leaving out the redis-cli that asks and Redis's own
+    /// replication links (`INFO`'s `connected_clients` counts a replica's link to its
+    /// master).
     pub fn connected_clients(&self) -> Option<u64> {
-        let info = self.cli(&["INFO", "clients"])?;
-        let count: u64 = info
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("connected_clients:"))?
-            .parse()
-            .ok()?;
-        Some(count.saturating_sub(1))
+        let clients = self.cli(&["CLIENT", "LIST", "TYPE", "normal"])?;
+        let count = clients.lines().filter(|line| !line.is_empty()).count();
+        Some(u64::try_from(count).ok()?.saturating_sub(1))
     }
 
     /// Runs a command with redis-cli; its trimmed output, `None` when it failed.
