@@ -154,6 +154,34 @@ mod tests {
     }
 
     #[test]
+    fn deadlines_fall_on_the_second() {
+        // Over at the deadline itself, live a second before it.
+        assert_eq!(policy().judge(0, 0, 99), Verdict::Live { touch: true });
+        assert_eq!(policy().judge(0, 0, 100), Verdict::IdleExpired);
+        assert_eq!(policy().judge(0, 999, 999), Verdict::Live { touch: false });
+        assert_eq!(policy().judge(0, 999, 1000), Verdict::AbsoluteExpired);
+    }
+
+    #[test]
+    fn steady_use_outlives_the_idle_timeout_but_not_the_lifetime() {
+        // Used once a minute, touched each time: never idle, over at the first use past
+        // the absolute lifetime.
+        let (mut last_activity, mut now) = (0, 0);
+        let verdict = loop {
+            now += 60;
+            match policy().judge(0, last_activity, now) {
+                Verdict::Live { touch } => {
+                    assert!(touch, "a minute is past the touch interval");
+                    last_activity = now;
+                }
+                ended => break ended,
+            }
+        };
+        assert_eq!(verdict, Verdict::AbsoluteExpired);
+        assert_eq!(now, 1020, "the first use at or past 1000 s");
+    }
+
+    #[test]
     fn expiry_is_the_earlier_deadline() {
         assert_eq!(policy().expires_at(0, 50), 150);
         assert_eq!(policy().expires_at(0, 950), 1000);

@@ -1,12 +1,10 @@
 //! Register, log in, connect a platform, look at the sessions, log out; with and without
 //! "remember me"; cookies out of reach of scripts; forms without their CSRF token refused.
 
-use std::time::Duration;
-
 use serial_test::serial;
 
 use super::{flash, log_in, served_app, PASSWORD};
-use crate::support::chromium::eventually;
+use crate::support::chromium::PHONE;
 
 #[tokio::test(flavor = "multi_thread")]
 #[serial(browser)]
@@ -85,10 +83,11 @@ async fn a_new_user_registers_logs_in_connects_a_platform_and_logs_out() {
         .await;
     assert_eq!(browser.path().await, "/login");
     assert!(
-        eventually(Duration::from_secs(2), || async {
-            flash(&browser).await == "You are logged out."
-        })
-        .await
+        browser
+            .eventually_text("#flash", |t| t == "You are logged out.")
+            .await,
+        "{:?}",
+        flash(&browser).await
     );
     browser.screenshot("journey-07-logged-out").await;
     browser.goto(&format!("{base}/dashboard")).await;
@@ -106,11 +105,7 @@ async fn a_new_user_registers_logs_in_connects_a_platform_and_logs_out() {
     );
 
     // A phone: the page fits the width, nothing scrolls sideways.
-    browser
-        .client
-        .set_window_size(390, 844)
-        .await
-        .expect("resize");
+    browser.resize(PHONE).await;
     for (page, shot) in [
         ("dashboard", "journey-08-phone-dashboard"),
         ("sessions", "journey-09-phone-sessions"),

@@ -1,8 +1,10 @@
-//! The whole journey in a real headless Chromium against the app served on 127.0.0.1.
-//! One browser test at a time: each starts its own chromedriver and browsers, and the
-//! two-second expectations of the tab tests should not compete with another Chromium.
-//! Every page visited is saved as `target/screenshots/*.png`.
+//! The whole journey in a real headless Chromium against the app served on 127.0.0.1,
+//! and axe-core's accessibility checks on every page (`accessibility.rs`). One browser
+//! test at a time: each starts its own chromedriver and browsers, and two Chromiums at
+//! once would only slow each other down. Every page visited is saved as
+//! `target/screenshots/*.png`.
 
+mod accessibility;
 mod admin;
 mod journey;
 mod tabs;

@@ -1,9 +1,12 @@
 //! The admin monitoring page: 403 for others, numbers that match what happened, and the
 //! levers that end sessions.
 
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 
-use crate::support::{attrs, csrf_token_of, location, texts, Database, Settings, TestApp};
+use crate::support::{
+    attrs, clock::words_during, csrf_token_of, location, texts, Database, Settings, TestApp,
+};
 
 fn chart_total(html: &str, id: &str) -> u64 {
     let document = scraper::Html::parse_document(html);
@@ -148,13 +151,16 @@ async fn the_live_sessions_table_names_users_and_devices_and_filters_by_email() 
     let (admin, _) = app.browser_logged_in_as("root@example.com").await;
     let mut ned = app.browser();
     ned.add_header("user-agent", FIREFOX);
+    let before_login = Utc::now().trunc_subsecs(0);
     let login = app
         .log_in(&ned, "ned@example.com", "correct horse battery", false)
         .await;
     assert_eq!(login.status_code(), 303);
     let (_ola, _) = app.browser_logged_in_as("ola@example.com").await;
 
+    let before_page = Utc::now();
     let html = admin.get("/admin/sessions").await.text();
+    let rendered = (before_page, Utc::now());
     let emails = attrs(&html, "#live-sessions tbody tr", "data-email");
     assert_eq!(emails.len(), 3, "{emails:?}");
     for email in ["root@example.com", "ned@example.com", "ola@example.com"] {
@@ -167,8 +173,27 @@ async fn the_live_sessions_table_names_users_and_devices_and_filters_by_email() 
     );
     assert_eq!(ned_row[1], "Firefox on Linux");
     assert!(!ned_row[2].is_empty(), "an IP: {ned_row:?}");
-    assert_eq!(ned_row[3], "just now", "created");
-    assert_eq!(ned_row[4], "just now", "last seen");
+    // Created and last seen at the login, in words relative to when the page rendered.
+    let times = attrs(
+        &html,
+        "#live-sessions tr[data-email='ned@example.com'] time",
+        "datetime",
+    );
+    assert_eq!(times.len(), 2, "{times:?}");
+    for (cell, (what, at)) in [&ned_row[3], &ned_row[4]]
+        .into_iter()
+        .zip(["created", "last seen"].into_iter().zip(&times))
+    {
+        let when = DateTime::parse_from_rfc3339(at).expect("RFC 3339");
+        assert!(
+            when >= before_login && when <= rendered.0,
+            "{what} at the login: {at}"
+        );
+        assert!(
+            words_during(at, rendered).contains(cell),
+            "{what}: {cell:?} for {at}"
+        );
+    }
     assert_eq!(ned_row[5], "memory");
 
     let filtered = admin.get("/admin/sessions?email=NED@").await.text();
@@ -323,17 +348,32 @@ async fn events_name_users_and_the_acting_admin_and_page_by_25() {
     assert!(events_in_all >= 33, "{events_in_all}");
 }
 
+/// The admin page after three failed logins, and the UTC hour (`HH:00`) in which both
+/// the failures and the page happened.
+async fn page_after_three_failed_logins() -> (String, String) {
+    // The chart counts per clock hour: when the hour turns in the middle of the
+    // scenario, the failures are split between two bars. Run it again then.
+    loop {
+        let hour = || Utc::now().format("%H:00").to_string();
+        let started = hour();
+        let app = TestApp::start().await;
+        app.create_user("root@example.com", true).await;
+        let (admin, _) = app.browser_logged_in_as("root@example.com").await;
+        for _ in 0..3 {
+            app.log_in(&app.browser(), "root@example.com", "wrong password!", false)
+                .await;
+        }
+        app.flush_audit().await;
+        let html = admin.get("/admin/sessions").await.text();
+        if hour() == started {
+            return (html, started);
+        }
+    }
+}
+
 #[tokio::test]
 async fn charts_have_an_hour_axis_a_labelled_maximum_and_bar_tooltips() {
-    let app = TestApp::start().await;
-    app.create_user("root@example.com", true).await;
-    let (admin, _) = app.browser_logged_in_as("root@example.com").await;
-    for _ in 0..3 {
-        app.log_in(&app.browser(), "root@example.com", "wrong password!", false)
-            .await;
-    }
-    app.flush_audit().await;
-    let html = admin.get("/admin/sessions").await.text();
+    let (html, now) = page_after_three_failed_logins().await;
 
     let failed = "#chart-failed svg";
     let ticks = texts(&html, &format!("{failed} text.axis-label:not([data-max])"));
@@ -342,7 +382,6 @@ async fn charts_have_an_hour_axis_a_labelled_maximum_and_bar_tooltips() {
     assert_eq!(texts(&html, &format!("{failed} text[data-max]")), vec!["3"]);
     let tooltips = texts(&html, &format!("{failed} rect title"));
     assert_eq!(tooltips.len(), 24);
-    let now = chrono::Utc::now().format("%H:00").to_string();
     assert!(
         tooltips
             .last()

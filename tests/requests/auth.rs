@@ -1,8 +1,9 @@
 //! Register, log in, see the dashboard, log out: the walking skeleton as a user lives it.
 
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 
-use crate::support::{attrs, csrf_token_of, location, texts, TestApp};
+use crate::support::{attrs, clock::words_during, csrf_token_of, location, texts, TestApp};
 
 #[tokio::test]
 async fn register_login_dashboard_logout() {
@@ -21,29 +22,45 @@ async fn register_login_dashboard_logout() {
     )
     .await;
     // The email was normalized: the lower-case form logs in.
+    let before_login = Utc::now();
     let login = app
         .log_in(&browser, "ann@example.com", "correct horse battery", false)
         .await;
     assert_eq!(login.status_code(), 303);
     assert_eq!(location(&login), "/dashboard");
 
+    let before_page = Utc::now();
     let dashboard = browser.get("/dashboard").await;
+    let rendered = (before_page, Utc::now());
     assert_eq!(dashboard.status_code(), 200);
     let html = dashboard.text();
     assert!(texts(&html, "h1").iter().any(|h| h.contains("Ann Example")));
     assert_eq!(texts(&html, "[data-field=store]"), vec!["memory"]);
     // Times read as words, with the exact time (to the second) in the element.
-    assert_eq!(texts(&html, "[data-field=created_at]"), vec!["just now"]);
-    let expires = texts(&html, "[data-field=expires_at]").concat();
-    assert!(
-        expires.starts_with("in 1 h 59 min") || expires == "in 2 h",
-        "{expires:?}"
-    );
-    for field in ["created_at", "last_activity", "expires_at"] {
+    let at = |field: &str| {
         let at = attrs(&html, &format!("[data-field={field}] time"), "datetime").concat();
+        assert!(!at.contains('.'), "{field}: datetime={at:?}");
+        let parsed = DateTime::parse_from_rfc3339(&at)
+            .unwrap_or_else(|e| panic!("{field}: datetime={at:?}: {e}"));
+        (at, parsed.with_timezone(&Utc))
+    };
+    let (created, created_at) = at("created_at");
+    let (_, last_activity) = at("last_activity");
+    let (expires, expires_at) = at("expires_at");
+    assert!(
+        created_at >= before_login.trunc_subsecs(0) && created_at <= rendered.0,
+        "created at login: {created}"
+    );
+    assert_eq!(
+        expires_at - last_activity,
+        chrono::Duration::hours(2),
+        "expires after the idle timeout"
+    );
+    for (field, at) in [("created_at", created), ("expires_at", expires)] {
+        let shown = texts(&html, &format!("[data-field={field}]")).concat();
         assert!(
-            chrono::DateTime::parse_from_rfc3339(&at).is_ok() && !at.contains('.'),
-            "{field}: datetime={at:?}"
+            words_during(&at, rendered).contains(&shown),
+            "{field}: {shown:?} for {at}"
         );
     }
     assert_eq!(location(&browser.get("/").await), "/dashboard");

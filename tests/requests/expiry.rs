@@ -1,33 +1,57 @@
-//! Idle timeout, absolute lifetime and touch throttling, enforced by the server. Short
-//! configured timeouts keep the sleeps to a few seconds.
+//! Idle timeout, absolute lifetime and touch throttling, enforced by the server. Time
+//! passes by ageing the session's stored timestamps (`TestApp::age_session`), never by
+//! sleeping: the timeouts are hours long, and each step lands exactly on or well inside a
+//! deadline, so a slow machine cannot change an outcome.
 
-use std::time::Duration;
-
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
+use tessera::models::_entities::user_sessions;
 use tower_sessions::session_store::SessionStore;
 
 use crate::support::{location, parse_id, session_id_set, TestApp};
 
-async fn sleep_secs(secs: f64) {
-    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+const HOUR: i64 = 3600;
+
+/// A browser logged in as a new user, and its session's cookie ID.
+async fn logged_in(app: &TestApp, email: &str) -> (axum_test::TestServer, String) {
+    let browser = app.browser();
+    app.register(&browser, "Kim", email, "correct horse battery")
+        .await;
+    let login = app
+        .log_in(&browser, email, "correct horse battery", false)
+        .await;
+    assert_eq!(location(&login), "/dashboard");
+    (browser, session_id_set(&login, "session").expect("id"))
+}
+
+/// Why the registry says the session `id` ended, if it did.
+async fn end_reason(app: &TestApp, id: &str) -> Option<String> {
+    let session_ref = app.sessions().session_ref(&parse_id(id));
+    user_sessions::Entity::find()
+        .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
+        .one(&app.ctx.db)
+        .await
+        .expect("registry answers")
+        .and_then(|row| row.end_reason)
 }
 
 #[tokio::test]
 async fn idle_session_ends() {
     let app = TestApp::with_sessions(
-        json!({"idle_timeout_secs": 2, "absolute_lifetime_secs": 60, "touch_interval_secs": 1}),
+        json!({"idle_timeout_secs": HOUR, "absolute_lifetime_secs": 24 * HOUR}),
     )
     .await;
-    let browser = app.browser();
-    app.register(&browser, "Kim", "kim@example.com", "correct horse battery")
-        .await;
-    let login = app
-        .log_in(&browser, "kim@example.com", "correct horse battery", false)
-        .await;
-    let id = session_id_set(&login, "session").expect("id");
+    let (browser, id) = logged_in(&app, "kim@example.com").await;
     assert_eq!(browser.get("/dashboard").await.status_code(), 200);
 
-    sleep_secs(2.2).await;
+    // Half the idle timeout later (the request touches the session), then a full one.
+    app.age_session(&id, HOUR / 2).await;
+    assert_eq!(
+        browser.get("/dashboard").await.status_code(),
+        200,
+        "used within the idle timeout"
+    );
+    app.age_session(&id, HOUR).await;
     let response = browser.get("/dashboard").await;
     assert_eq!(response.status_code(), 303);
     assert_eq!(location(&response), "/login");
@@ -38,40 +62,47 @@ async fn idle_session_ends() {
         .await
         .expect("store")
         .is_none());
+    assert_eq!(end_reason(&app, &id).await.as_deref(), Some("idle_expired"));
 }
 
 #[tokio::test]
 async fn activity_keeps_a_session_alive_until_the_absolute_lifetime() {
-    // Timestamps have one-second resolution; the margins below allow for it.
-    let app = TestApp::with_sessions(
-        json!({"idle_timeout_secs": 4, "absolute_lifetime_secs": 6, "touch_interval_secs": 1}),
-    )
+    let app = TestApp::with_sessions(json!({
+        "idle_timeout_secs": HOUR,
+        "absolute_lifetime_secs": 3 * HOUR,
+        "touch_interval_secs": 60
+    }))
     .await;
-    let browser = app.browser();
-    app.register(&browser, "Lee", "lee@example.com", "correct horse battery")
-        .await;
-    app.log_in(&browser, "lee@example.com", "correct horse battery", false)
-        .await;
+    let (browser, id) = logged_in(&app, "lee@example.com").await;
 
-    // Active every 1.5 s: alive 4.5 s after login, past the 4 s idle timeout.
-    for _ in 0..3 {
-        sleep_secs(1.5).await;
+    // Used every 40 minutes: alive 2 h 40 min after login, well past the 1 h idle timeout.
+    for _ in 0..4 {
+        app.age_session(&id, 40 * 60).await;
         assert_eq!(browser.get("/dashboard").await.status_code(), 200);
     }
-    sleep_secs(1.7).await;
+    // 20 minutes after its last use, 3 h after login: over, however active.
+    app.age_session(&id, 20 * 60).await;
     let response = browser.get("/dashboard").await;
     assert_eq!(
         location(&response),
         "/login",
-        "6 s after login the session is over, however active"
+        "3 h after login the session is over, however active"
+    );
+    assert_eq!(
+        end_reason(&app, &id).await.as_deref(),
+        Some("absolute_expired")
     );
 }
 
 #[tokio::test]
 async fn touch_writes_the_store_at_most_once_per_interval() {
-    let app =
-        TestApp::with_sessions(json!({"idle_timeout_secs": 60, "touch_interval_secs": 2})).await;
-    let browser = app.logged_in_browser("max@example.com").await;
+    let app = TestApp::with_sessions(json!({
+        "idle_timeout_secs": 7 * 24 * HOUR,
+        "absolute_lifetime_secs": 30 * 24 * HOUR,
+        "touch_interval_secs": 24 * HOUR
+    }))
+    .await;
+    let (browser, id) = logged_in(&app, "max@example.com").await;
     let sessions = app.sessions();
 
     let before = sessions.store_counts();
@@ -91,7 +122,8 @@ async fn touch_writes_the_store_at_most_once_per_interval() {
         "each request loads once"
     );
 
-    sleep_secs(2.1).await;
+    // A day later (ageing works under the counted store: it is not a request's traffic).
+    app.age_session(&id, 24 * HOUR).await;
     let first: Value = browser.get("/api/session").await.json();
     for _ in 0..5 {
         browser.get("/api/session").await;
@@ -107,24 +139,28 @@ async fn touch_writes_the_store_at_most_once_per_interval() {
 
 #[tokio::test]
 async fn an_open_pages_status_checks_do_not_keep_an_idle_session_alive() {
-    let app = TestApp::with_sessions(
-        json!({"idle_timeout_secs": 3, "absolute_lifetime_secs": 60, "touch_interval_secs": 1}),
-    )
+    let app = TestApp::with_sessions(json!({
+        "idle_timeout_secs": HOUR,
+        "absolute_lifetime_secs": 24 * HOUR,
+        "touch_interval_secs": 60
+    }))
     .await;
-    let browser = app.browser();
-    app.register(&browser, "Max", "max@example.com", "correct horse battery")
-        .await;
-    app.log_in(&browser, "max@example.com", "correct horse battery", false)
-        .await;
+    let (browser, id) = logged_in(&app, "max@example.com").await;
 
-    // A forgotten tab checks every half second; the session still ends when idle.
+    // A forgotten tab checks its status; each check comes long after the touch interval,
+    // so a check that counted as activity would keep the session alive.
     let mut statuses = Vec::new();
-    for _ in 0..9 {
-        sleep_secs(0.5).await;
+    for _ in 0..2 {
         let status: Value = browser.get("/api/session/status").await.json();
         statuses.push(status["authenticated"].as_bool());
+        app.age_session(&id, HOUR / 2).await;
     }
-    assert_eq!(statuses.first(), Some(&Some(true)), "{statuses:?}");
-    assert_eq!(statuses.last(), Some(&Some(false)), "{statuses:?}");
+    let status: Value = browser.get("/api/session/status").await.json();
+    statuses.push(status["authenticated"].as_bool());
+    assert_eq!(
+        statuses,
+        vec![Some(true), Some(true), Some(false)],
+        "the session ends an idle timeout after its last use"
+    );
     assert_eq!(location(&browser.get("/dashboard").await), "/login");
 }

@@ -1,7 +1,5 @@
 //! The registry and the per-user limit, on SQLite and PostgreSQL.
 
-use std::time::Duration;
-
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{json, Value};
 use tessera::models::_entities::{session_events, user_sessions};
@@ -79,17 +77,19 @@ async fn limit_holds_under_simultaneous_logins_postgres() {
 async fn rows_disappear_after_expiry_and_cleanup(database: Database) {
     let app = TestApp::with(Settings {
         database,
-        sessions: json!({"idle_timeout_secs": 1, "absolute_lifetime_secs": 60}),
+        sessions: json!({"idle_timeout_secs": 3600, "absolute_lifetime_secs": 86400}),
         ..Settings::default()
     })
     .await;
     app.create_user("gil@example.com", false).await;
-    let (browser, _) = app.browser_logged_in_as("gil@example.com").await;
-    let (_other, _) = app.browser_logged_in_as("gil@example.com").await;
+    let (browser, id) = app.browser_logged_in_as("gil@example.com").await;
+    let (_other, other_id) = app.browser_logged_in_as("gil@example.com").await;
     let registry = app.sessions().registry().clone();
     assert_eq!(registry.row_count().await.expect("count"), 2);
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // An idle timeout later, for both.
+    app.age_session(&id, 3600).await;
+    app.age_session(&other_id, 3600).await;
     // One of them comes back and finds its session expired: the row says why.
     assert_eq!(location(&browser.get("/dashboard").await), "/login");
     let ended = user_sessions::Entity::find()

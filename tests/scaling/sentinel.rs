@@ -17,9 +17,9 @@ async fn the_app_follows_a_failover_and_replicated_sessions_survive() {
         app.create_user(&email, false).await;
         ids.push(log_in(&app, &email).await);
     }
-    // Every write so far has reached the replica.
+    // Every write so far has reached the replica (waiting at most a minute for it).
     assert_eq!(
-        redis.master.cli(&["WAIT", "1", "2000"]).as_deref(),
+        redis.master.cli(&["WAIT", "1", "60000"]).as_deref(),
         Some("1")
     );
 

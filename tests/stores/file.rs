@@ -79,8 +79,11 @@ async fn expired_files_are_no_session_corrupt_ones_a_decode_error_and_the_sweep_
     let (_dir, store) = open();
     let mut alive = live(json!("alive"));
     store.create(&mut alive).await.expect("create");
-    let mut expired = record(time::Duration::seconds(1), json!("soon gone"));
+    let mut expired = live(json!("soon gone"));
     store.create(&mut expired).await.expect("create");
+    // Its time comes: the expiry written into the past, as a later save would.
+    expired.expiry_date = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    store.save(&expired).await.expect("save");
 
     let corrupt: Vec<Id> = (0..3).map(|_| Id::default()).collect();
     let contents: [&[u8]; 3] = [b"", b"{\"id\": 12, \"data\": {", b"\x00\xff garbage"];
@@ -97,7 +100,6 @@ async fn expired_files_are_no_session_corrupt_ones_a_decode_error_and_the_sweep_
         .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(7200)))
         .expect("age the temp file");
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(
         store.load(&expired.id).await.expect("load").is_none(),
         "expired reads as none"

@@ -8,12 +8,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{wd::TimeoutConfiguration, Client, ClientBuilder, Locator};
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
 
+use super::clock::{eventually, PATIENCE};
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A laptop's window, the size every browser starts at.
+pub const DESKTOP: (u32, u32) = (1280, 900);
+/// A phone's window (an iPhone 12 to 15, in CSS pixels).
+pub const PHONE: (u32, u32) = (390, 844);
+
+/// axe-core, where `scripts/test` installs it (`npm ci` in `tests/browser/`).
+const AXE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/browser/node_modules/axe-core/axe.min.js"
+);
 
 /// A chromedriver this test owns, and the browsers it started. Killed on drop.
 pub struct Chromium {
@@ -44,7 +57,7 @@ impl Chromium {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not listen");
             std::thread::sleep(Duration::from_millis(20));
@@ -72,7 +85,7 @@ impl Chromium {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1280,900",
+            &format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
             &format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut capabilities = Map::new();
@@ -85,6 +98,11 @@ impl Chromium {
             .connect(&self.url)
             .await
             .expect("chromium session");
+        // axe-core takes a while on a busy machine; WebDriver's default gives up after 30 s.
+        client
+            .update_timeouts(TimeoutConfiguration::new(Some(PATIENCE), None, None))
+            .await
+            .expect("script timeout set");
         self.profiles.push(profile);
         Browser { client }
     }
@@ -131,6 +149,30 @@ impl Browser {
             .expect("text")
     }
 
+    /// The text of `css`, `None` while no such element is on the page (or the page is
+    /// between two documents).
+    pub async fn text_if_any(&self, css: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(css)).await.ok()?;
+        element.text().await.ok()
+    }
+
+    /// Waits (at most [`PATIENCE`]) until the text of `css` is `wanted` by the test;
+    /// whether it was. Pages change by themselves (a status check, a message from another
+    /// tab, a reload): the test waits for the outcome, never for a time.
+    pub async fn eventually_text(&self, css: &str, wanted: impl Fn(&str) -> bool) -> bool {
+        eventually(PATIENCE, || async {
+            self.text_if_any(css)
+                .await
+                .is_some_and(|text| wanted(&text))
+        })
+        .await
+    }
+
+    /// Waits (at most [`PATIENCE`]) until the browser is on `path`; whether it got there.
+    pub async fn eventually_at(&self, path: &str) -> bool {
+        eventually(PATIENCE, || async { self.path().await == path }).await
+    }
+
     /// Whether an element matching `css` is on the page.
     pub async fn has(&self, css: &str) -> bool {
         !self
@@ -167,7 +209,7 @@ impl Browser {
         let element = self.find(css).await;
         self.script("window.__tesseraOldPage = true").await;
         element.click().await.expect("click");
-        let left = eventually(Duration::from_secs(10), || async {
+        let left = eventually(PATIENCE, || async {
             // Scripts fail while the next document is being set up: not loaded yet.
             self.client
                 .execute(
@@ -178,7 +220,10 @@ impl Browser {
                 .is_ok_and(|loaded| loaded == Value::Bool(true))
         })
         .await;
-        assert!(left, "clicking {css} loaded no new page within 10 s");
+        assert!(
+            left,
+            "clicking {css} loaded no new page within {PATIENCE:?}"
+        );
     }
 
     async fn find(&self, css: &str) -> fantoccini::elements::Element {
@@ -199,6 +244,93 @@ impl Browser {
         self.client.execute(js, vec![]).await.expect("script runs")
     }
 
+    /// Resizes the window to `(width, height)` CSS pixels ([`DESKTOP`], [`PHONE`]).
+    pub async fn resize(&self, (width, height): (u32, u32)) {
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("resize");
+    }
+
+    /// What axe-core finds wrong with the page as it is now, one readable paragraph per
+    /// rule broken: its id, impact and help text, then each offending element and why.
+    /// axe runs its default rules: WCAG 2.x levels A and AA, and its best practices.
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        if self.script("return typeof window.axe").await != json!("object") {
+            let axe = std::fs::read_to_string(AXE).unwrap_or_else(|e| {
+                panic!("{AXE}: {e}: run scripts/test, or `npm ci --prefix tests/browser`, to install axe-core")
+            });
+            self.script(&axe).await;
+        }
+        let found = self
+            .client
+            .execute_async(
+                r"const done = arguments[arguments.length - 1];
+                axe.run(document, { resultTypes: ['violations'] }).then(
+                  (results) => done(results.violations.map((v) => ({
+                    rule: v.id, impact: v.impact, help: v.help, url: v.helpUrl,
+                    nodes: v.nodes.map((n) => ({ target: n.target.join(' '), why: n.failureSummary })),
+                  }))),
+                  (error) => done({ error: String(error) }),
+                );",
+                vec![],
+            )
+            .await
+            .expect("axe-core runs");
+        if let Some(error) = found.get("error") {
+            panic!("axe-core failed: {error}");
+        }
+        let Value::Array(violations) = found else {
+            panic!("axe-core answered {found}");
+        };
+        violations
+            .iter()
+            .map(|v| {
+                let mut paragraph = format!(
+                    "{} ({}): {}\n    {}",
+                    v["rule"].as_str().unwrap_or_default(),
+                    v["impact"].as_str().unwrap_or("no impact given"),
+                    v["help"].as_str().unwrap_or_default(),
+                    v["url"].as_str().unwrap_or_default(),
+                );
+                for node in v["nodes"].as_array().into_iter().flatten() {
+                    // axe words it "Fix any of the following:\n  reason\n  reason".
+                    let why = node["why"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .lines()
+                        .map(str::trim)
+                        .filter(|line| !line.is_empty() && !line.starts_with("Fix "))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    paragraph.push_str(&format!(
+                        "\n    - {}: {why}",
+                        node["target"].as_str().unwrap_or_default()
+                    ));
+                }
+                paragraph
+            })
+            .collect()
+    }
+
+    /// What axe-core finds wrong with the page at a desktop's and at a phone's width,
+    /// each violation prefixed with the page and the width; saves a screenshot at each
+    /// width as `target/screenshots/{name}-desktop.png` and `-phone.png`. The window is
+    /// left at the desktop's width.
+    pub async fn accessibility_at_both_widths(&self, name: &str) -> Vec<String> {
+        let path = self.path().await;
+        let mut found = Vec::new();
+        for (width, size) in [("desktop", DESKTOP), ("phone", PHONE)] {
+            self.resize(size).await;
+            self.screenshot(&format!("{name}-{width}")).await;
+            for violation in self.accessibility_violations().await {
+                found.push(format!("{name} ({path}) at {width} width: {violation}"));
+            }
+        }
+        self.resize(DESKTOP).await;
+        found
+    }
+
     /// Saves a PNG of the current page as `target/screenshots/{name}.png`.
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
@@ -212,20 +344,30 @@ impl Browser {
     }
 }
 
-/// Polls `condition` every 50 ms until it holds or `within` has passed; whether it held.
-pub async fn eventually<F, Fut>(within: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// axe-core's findings over the pages of a test, reported together at its end, so one run
+/// lists everything to fix.
+#[derive(Default)]
+pub struct AccessibilityAudit {
+    pages: Vec<String>,
+    violations: Vec<String>,
+}
+
+impl AccessibilityAudit {
+    /// Checks the page `browser` shows, at both widths, under `name`.
+    pub async fn check(&mut self, browser: &Browser, name: &str) {
+        self.pages.push(name.to_string());
+        self.violations
+            .extend(browser.accessibility_at_both_widths(name).await);
+    }
+
+    /// Fails the test, listing every violation found, if there was any.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.violations.is_empty(),
+            "axe-core found {} violation(s) on {} page(s) checked:\n\n{}",
+            self.violations.len(),
+            self.pages.len(),
+            self.violations.join("\n\n")
+        );
     }
 }

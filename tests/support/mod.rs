@@ -1,10 +1,12 @@
 //! The test harness: boots the real app (its config files, its initializers, its routes)
 //! with a throwaway SQLite database and the session settings a test asks for, and starts
-//! private Redis servers on free ports.
+//! private Redis servers on free ports. Time passes by editing stored timestamps
+//! ([`clock`]), never by sleeping.
 
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod clock;
 pub mod direct;
 pub mod logs;
 pub mod metrics;

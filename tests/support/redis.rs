@@ -10,6 +10,8 @@ use std::{
 
 use tempfile::TempDir;
 
+use super::clock::PATIENCE;
+
 /// A redis-server this test owns. Killed on drop.
 pub struct RedisServer {
     pub port: u16,
@@ -39,8 +41,18 @@ pub fn free_port_with_bus() -> u16 {
 /// Runs `redis-cli ARGS` against the server (or sentinel) on `port`; its trimmed output,
 /// `None` when it failed.
 pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    run_redis_cli(&["-h", "127.0.0.1", "-p", &port.to_string()], args)
+}
+
+/// Runs `redis-cli ARGS` against the server at `url` (`redis://host:port`); its trimmed
+/// output, `None` when it failed.
+pub fn redis_cli_url(url: &str, args: &[&str]) -> Option<String> {
+    run_redis_cli(&["-u", url], args)
+}
+
+fn run_redis_cli(server: &[&str], args: &[&str]) -> Option<String> {
     let output = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(server)
         .args(args)
         .output()
         .ok()?;
@@ -104,7 +116,7 @@ impl RedisServer {
             .spawn()
             .expect("redis-server starts");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         while self.cli(&["PING"]).as_deref() != Some("PONG") {
             assert!(
                 Instant::now() < deadline,
@@ -133,15 +145,13 @@ impl RedisServer {
         self.child.is_some()
     }
 
-    /// The clients connected now, leaving out the redis-cli that asks.
+    /// The clients connected now, leaving out the redis-cli that asks and Redis's own
+    /// replication links (`INFO`'s `connected_clients` counts a replica's link to its
+    /// master).
     pub fn connected_clients(&self) -> Option<u64> {
-        let info = self.cli(&["INFO", "clients"])?;
-        let count: u64 = info
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("connected_clients:"))?
-            .parse()
-            .ok()?;
-        Some(count.saturating_sub(1))
+        let clients = self.cli(&["CLIENT", "LIST", "TYPE", "normal"])?;
+        let count = clients.lines().filter(|line| !line.is_empty()).count();
+        Some(u64::try_from(count).ok()?.saturating_sub(1))
     }
 
     /// Runs a command with redis-cli; its trimmed output, `None` when it failed.

@@ -16,11 +16,15 @@ use std::{
 
 use tempfile::TempDir;
 
-use super::redis::{free_port_with_bus, redis_cli, RedisServer};
+use super::{
+    clock::PATIENCE,
+    redis::{free_port_with_bus, redis_cli, RedisServer},
+};
 
-/// Polls `condition` every 100 ms for at most `limit`; panics with `what` when it never held.
-pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
+/// Polls `condition` every 100 ms for at most [`PATIENCE`]; panics with `what` when it
+/// never held.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
         std::thread::sleep(Duration::from_millis(100));
@@ -202,7 +206,7 @@ impl RedisCluster {
         };
         cluster.wait_until_ok();
         for replica in &cluster.replicas {
-            wait_until(Duration::from_secs(20), "replicas in sync", || {
+            wait_until("replicas in sync", || {
                 replica
                     .cli(&["INFO", "replication"])
                     .is_some_and(|info| info.contains("master_link_status:up"))
@@ -213,7 +217,7 @@ impl RedisCluster {
 
     /// Waits until every running node reports `cluster_state:ok`.
     pub fn wait_until_ok(&self) {
-        wait_until(Duration::from_secs(20), "cluster_state:ok", || {
+        wait_until("cluster_state:ok", || {
             self.masters.iter().chain(&self.replicas).all(|m| {
                 !m.is_running()
                     || m.cli(&["CLUSTER", "INFO"])
@@ -341,7 +345,7 @@ impl RedisSentinel {
             free_port_with_bus(),
             &["--replicaof", "127.0.0.1", &master.port.to_string()],
         );
-        wait_until(Duration::from_secs(10), "the replica in sync", || {
+        wait_until("the replica in sync", || {
             replica
                 .cli(&["INFO", "replication"])
                 .is_some_and(|info| info.contains("master_link_status:up"))
@@ -375,7 +379,7 @@ impl RedisSentinel {
             sentinel,
             _dir: dir,
         };
-        wait_until(Duration::from_secs(10), "sentinel sees the replica", || {
+        wait_until("sentinel sees the replica", || {
             this.sentinel_cli(&["SENTINEL", "replicas", SENTINEL_SERVICE])
                 .is_some_and(|out| out.contains(&this.replica.port.to_string()))
         });
@@ -406,11 +410,9 @@ impl RedisSentinel {
 
     /// Waits until Sentinel has promoted the replica.
     pub fn wait_for_failover(&self) {
-        wait_until(
-            Duration::from_secs(30),
-            "Sentinel promotes the replica",
-            || self.master_port() == Some(self.replica.port),
-        );
+        wait_until("Sentinel promotes the replica", || {
+            self.master_port() == Some(self.replica.port)
+        });
     }
 }
 

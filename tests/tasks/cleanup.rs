@@ -1,8 +1,6 @@
 //! `sessions_cleanup` removes exactly the expired and corrupt records, prunes the
 //! registry rows of sessions that are gone, and records each run for `/metrics`.
 
-use std::time::Duration;
-
 use serde_json::json;
 use tower_sessions::{session::Id, session_store::SessionStore};
 
@@ -11,13 +9,16 @@ use crate::support::{metrics, parse_id, Settings, TestApp};
 #[tokio::test]
 async fn cleanup_removes_exactly_the_expired_and_corrupt_ones() {
     let app = TestApp::with(Settings {
-        sessions: json!({"store": "file", "idle_timeout_secs": 3, "absolute_lifetime_secs": 3600}),
+        sessions: json!({"store": "file", "idle_timeout_secs": 3600, "absolute_lifetime_secs": 86400}),
         ..Settings::default()
     })
     .await;
     app.create_user("eve@example.com", false).await;
-    app.browser_logged_in_as("eve@example.com").await;
-    app.browser_logged_in_as("eve@example.com").await;
+    for _ in 0..2 {
+        let (_, id) = app.browser_logged_in_as("eve@example.com").await;
+        // An idle timeout later: past the registry's deadline.
+        app.age_session(&id, 3600).await;
+    }
     let corrupt = app.session_dir().join(Id::default().to_string());
     std::fs::write(&corrupt, b"{ not json").expect("write");
     // The store keeps records a grace period past the policy's deadline; age these two
@@ -29,8 +30,6 @@ async fn cleanup_removes_exactly_the_expired_and_corrupt_ones() {
             backend.save(&record).await.expect("save");
         }
     }
-    // Past the registry deadline of the first two (3 s idle), with margin for 1 s timestamps.
-    tokio::time::sleep(Duration::from_millis(3100)).await;
     // A live session, created after the others expired.
     app.create_user("fin@example.com", false).await;
     let (_live, live_id) = app.browser_logged_in_as("fin@example.com").await;
@@ -78,14 +77,14 @@ async fn trail(app: &TestApp) -> Vec<(String, Option<i64>, Option<String>, Optio
 
 /// Sessions whose user never came back get their expiry in the trail from the cleanup,
 /// named by user and session, before their registry rows go; idle or absolute as it was.
-async fn unseen_expiries_are_audited(idle: u64, absolute: u64, expected: &str) {
+async fn unseen_expiries_are_audited(idle: i64, absolute: i64, expected: &str) {
     let app = TestApp::with(Settings {
         sessions: json!({"idle_timeout_secs": idle, "absolute_lifetime_secs": absolute}),
         ..Settings::default()
     })
     .await;
     let user = app.create_user("gwen@example.com", false).await;
-    app.browser_logged_in_as("gwen@example.com").await;
+    let (_, id) = app.browser_logged_in_as("gwen@example.com").await;
     let refs: Vec<String> = app
         .sessions()
         .registry()
@@ -96,7 +95,8 @@ async fn unseen_expiries_are_audited(idle: u64, absolute: u64, expected: &str) {
         .map(|r| r.session_ref)
         .collect();
     assert_eq!(refs.len(), 1);
-    tokio::time::sleep(Duration::from_millis(absolute.min(idle) * 1000 + 1100)).await;
+    // The first deadline passes while the user is away.
+    app.age_session(&id, absolute.min(idle)).await;
     app.task("sessions_cleanup", &[]).await.expect("cleanup");
     let expired: Vec<_> = trail(&app)
         .await
@@ -128,12 +128,12 @@ async fn unseen_expiries_are_audited(idle: u64, absolute: u64, expected: &str) {
 
 #[tokio::test]
 async fn cleanup_audits_sessions_that_went_idle_unseen() {
-    unseen_expiries_are_audited(1, 60, "idle_expired").await;
+    unseen_expiries_are_audited(3600, 86400, "idle_expired").await;
 }
 
 #[tokio::test]
 async fn cleanup_audits_sessions_that_reached_their_lifetime_unseen() {
-    unseen_expiries_are_audited(2, 2, "absolute_expired").await;
+    unseen_expiries_are_audited(3600, 3600, "absolute_expired").await;
 }
 
 /// `session_events` keeps `events_retention_days` (default 90) and no more.

@@ -92,23 +92,31 @@ async fn file_to_redis_keeps_every_session_and_its_expiry() {
     })
     .await;
     for (id, file_expiry) in ids.iter().zip(file_expiries) {
-        assert!(
-            still_logged_in(&redis_app, "session", id).await,
-            "same cookie, new store"
-        );
         let key = redis_app
             .sessions()
             .hasher()
             .store_key(&crate::support::parse_id(id))
             .to_string();
-        let ttl: i64 = server
-            .cli(&["TTL", &key])
-            .and_then(|t| t.parse().ok())
-            .expect("ttl");
-        let remaining = (file_expiry - time::OffsetDateTime::now_utc()).whole_seconds();
+        let expires = || -> i64 {
+            server
+                .cli(&["EXPIRETIME", &key])
+                .and_then(|t| t.parse().ok())
+                .expect("EXPIRETIME")
+        };
+        // As copied, before a request reads (and rewrites) the record.
+        assert_eq!(
+            expires(),
+            file_expiry.unix_timestamp(),
+            "the copy expires when the record did in the file store"
+        );
         assert!(
-            (remaining - ttl).abs() <= 2,
-            "remaining lifetime kept: ttl {ttl}, expected {remaining}"
+            still_logged_in(&redis_app, "session", id).await,
+            "same cookie, new store"
+        );
+        assert_eq!(
+            expires(),
+            file_expiry.unix_timestamp(),
+            "and still does once read"
         );
     }
     let api: Value = redis_app
