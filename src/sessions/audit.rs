@@ -519,6 +519,23 @@ pub async fn insert_events<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Deletes the hourly counts of the hours that ended by `cutoff` (their events are past
+/// the trail's retention, and the charts' window); how many rows. The retention sweep
+/// calls it with the cutoff it deletes events by, so the counts never outlive them.
+///
+/// # Errors
+/// A database error.
+pub async fn prune_counts<C: ConnectionTrait>(
+    conn: &C,
+    cutoff: DateTime<FixedOffset>,
+) -> Result<u64, DbErr> {
+    Ok(session_event_counts::Entity::delete_many()
+        .filter(session_event_counts::Column::Hour.lt(hour_of(cutoff)))
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
 /// The start of the UTC hour `at` falls in: the key of the hourly counts.
 #[must_use]
 pub fn hour_of(at: DateTime<FixedOffset>) -> DateTime<FixedOffset> {

@@ -596,3 +596,98 @@ async fn the_admin_pages_queries_walk_indexes_on(database: Database) {
         }
     }
 }
+
+#[tokio::test]
+async fn the_retention_sweep_takes_the_counts_of_the_events_it_deletes() {
+    let app = TestApp::start().await;
+    let now = Utc::now().fixed_offset();
+    let old = now - Duration::days(91);
+    write(&app.ctx.db, &[event("logout", old), event("logout", now)]).await;
+    app.task("sessions_cleanup", &[]).await.expect("cleanup");
+    let left: Vec<_> = counts(&app.ctx.db).await.into_iter().collect();
+    assert_eq!(
+        left,
+        vec![(
+            (
+                audit::hour_of(now).with_timezone(&Utc),
+                "logout".to_string()
+            ),
+            1
+        )]
+    );
+}
+
+/// `n` live registry rows of `user_id` in the `file` store.
+async fn live_rows(db: &DatabaseConnection, user_id: i64, n: i64) {
+    let now = Utc::now().fixed_offset();
+    let rows: Vec<_> = (0..n)
+        .map(|i| user_sessions::ActiveModel {
+            created_at: ActiveValue::Set(now),
+            updated_at: ActiveValue::Set(now),
+            session_ref: ActiveValue::Set(format!("L{i:011}")),
+            store_key: ActiveValue::Set(format!("key{i}")),
+            store: ActiveValue::Set("file".into()),
+            last_seen_at: ActiveValue::Set(now - Duration::hours(1)),
+            expires_at: ActiveValue::Set(now + Duration::hours(1)),
+            user_agent: ActiveValue::Set("curl/8.0".into()),
+            user_id: ActiveValue::Set(user_id),
+            credential_generation: ActiveValue::Set(0),
+            ..Default::default()
+        })
+        .collect();
+    let txn = db.begin().await.expect("begin");
+    for chunk in rows.chunks(60) {
+        user_sessions::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&txn)
+            .await
+            .expect("rows");
+    }
+    txn.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn past_ten_thousand_live_sessions_the_count_says_when_it_was_made() {
+    let app = TestApp::with_sessions(
+        serde_json::json!({"metrics_token": crate::support::metrics::TOKEN}),
+    )
+    .await;
+    let admin_user = app.create_user("root@example.com", true).await;
+    let (admin, _) = app.browser_logged_in_as("root@example.com").await;
+    let html = admin.get("/admin/sessions").await.text();
+    assert_eq!(texts(&html, "#live-total"), vec!["1"]);
+    assert!(
+        texts(&html, "#live-counted-at").is_empty(),
+        "counted for the page"
+    );
+
+    let seeded = i64::try_from(EXACT_LIVE_COUNT).expect("a count") + 5;
+    live_rows(&app.ctx.db, admin_user.id, seeded).await;
+    let html = admin.get("/admin/sessions").await.text();
+    assert_eq!(
+        texts(&html, "#live-total"),
+        vec![(seeded + 1).to_string()],
+        "every one counted, in the background"
+    );
+    assert_eq!(texts(&html, "[data-store=file]"), vec![seeded.to_string()]);
+    let note = texts(&html, "#live-counted-at").concat();
+    assert!(
+        note.contains("over 10000") && note.contains("counted"),
+        "{note}"
+    );
+    // The table stays a page, and says there is more.
+    assert_eq!(
+        attrs(&html, "#live-sessions tbody tr", "data-email").len(),
+        200
+    );
+    assert!(texts(&html, "#sessions-more")
+        .concat()
+        .contains("200 most recently used"));
+    let metrics = crate::support::metrics::scrape(&app).await;
+    #[allow(clippy::cast_precision_loss)]
+    let expected = seeded as f64;
+    assert_eq!(
+        crate::support::metrics::value(&metrics, r#"tessera_sessions_live{store="file"}"#),
+        Some(expected),
+        "/metrics counts the same way"
+    );
+}
