@@ -691,3 +691,52 @@ async fn past_ten_thousand_live_sessions_the_count_says_when_it_was_made() {
         "/metrics counts the same way"
     );
 }
+
+/// Migration 000019 counts the events a deployment already has (the last 25 hours), in the
+/// hours and the text the app writes them in: the charts do not start empty, and the
+/// app's own counts add to the same rows.
+async fn the_migration_counts_the_events_already_there_on(database: Database) {
+    use migration::{Migrator, MigratorTrait};
+    let app = app_on(database).await;
+    let db = &app.ctx.db;
+    Migrator::down(db, Some(1)).await.expect("down");
+    let now = Utc::now().fixed_offset();
+    let hour = audit::hour_of(now);
+    let rows = [
+        event("login", now),
+        event("login", hour),
+        event("login", hour - Duration::minutes(30)),
+        session_events::ActiveModel {
+            attempts: ActiveValue::Set(Some(4)),
+            ..event("login_throttled", hour - Duration::minutes(30))
+        },
+        event("login", now - Duration::days(3)),
+    ];
+    for row in rows {
+        session_events::Entity::insert(row)
+            .exec_without_returning(db)
+            .await
+            .expect("an event");
+    }
+    Migrator::up(db, None).await.expect("up");
+    write(db, &[event("login", now)]).await;
+    let expected: BTreeMap<_, _> = [
+        ((hour, "login"), 3),
+        ((hour - Duration::hours(1), "login"), 1),
+        ((hour - Duration::hours(1), "login_throttled"), 4),
+    ]
+    .into_iter()
+    .map(|((h, k), n)| ((h.with_timezone(&Utc), k.to_string()), n))
+    .collect();
+    assert_eq!(counts(db).await, expected);
+}
+
+#[tokio::test]
+async fn the_migration_counts_the_events_already_there() {
+    the_migration_counts_the_events_already_there_on(Database::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_migration_counts_the_events_already_there_postgres() {
+    the_migration_counts_the_events_already_there_on(Database::Postgres).await;
+}
