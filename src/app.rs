@@ -20,7 +20,9 @@ use crate::{
     controllers::{self, Shared},
     errors::AppError,
     initializers, logger, middleware,
-    models::_entities::{platforms, session_events, session_records, user_sessions, users},
+    models::_entities::{
+        platforms, session_event_counts, session_events, session_records, user_sessions, users,
+    },
     tasks,
 };
 
@@ -110,6 +112,7 @@ impl Hooks for App {
     async fn truncate(ctx: &AppContext) -> Result<()> {
         truncate_table(&ctx.db, session_records::Entity).await?;
         truncate_table(&ctx.db, session_events::Entity).await?;
+        truncate_table(&ctx.db, session_event_counts::Entity).await?;
         truncate_table(&ctx.db, user_sessions::Entity).await?;
         truncate_table(&ctx.db, platforms::Entity).await?;
         truncate_table(&ctx.db, users::Entity).await?;

@@ -31,6 +31,10 @@ pub enum AppError {
     /// The request could not be understood (a malformed form).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A link's query that no page of Tessera makes (edited or cut short); the message
+    /// says, in words, what the link should hold. Never the visitor's input.
+    #[error("bad link: {0}")]
+    BadLink(&'static str),
     #[error("not found")]
     NotFound,
     /// The request's body is larger than `server.middlewares.limit_payload` allows.
@@ -148,6 +152,9 @@ impl IntoResponse for AppError {
                     "That did not work",
                     "The form was incomplete or malformed. Go back and try again.",
                 )
+            }
+            Self::BadLink(what) => {
+                error_page(StatusCode::BAD_REQUEST, "That link did not work", what)
             }
             Self::NotFound => error_page(
                 StatusCode::NOT_FOUND,

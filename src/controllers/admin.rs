@@ -12,10 +12,13 @@ use crate::{
     controllers::extract::{AdminUser, CsrfForm, SessionLayer},
     errors::AppError,
     models::{
-        session_events, user_sessions,
+        session_events,
         users::{self, EmailAddress},
     },
-    sessions::{registry::EndReason, SessionRef},
+    sessions::{
+        registry::{EndReason, EXACT_LIVE_COUNT, FILTER_ACCOUNTS},
+        SessionRef,
+    },
     views::admin as admin_view,
 };
 
@@ -25,16 +28,17 @@ pub struct EmailForm {
     pub email: String,
 }
 
-/// What `/admin/sessions` is asked for: a filter, a page of events, and the outcome of
-/// the last action.
+/// What `/admin/sessions` is asked for: a filter, where the events table starts, and the
+/// outcome of the last action.
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
-    /// Show only the live sessions of users whose email contains this.
+    /// Show only the live sessions of users whose email starts with this (any case).
     #[serde(default)]
     pub email: String,
-    /// The page of recent events, from 1.
+    /// Show the events before this one (an event ID, from the "Older events" link);
+    /// absent, the newest. Read as text so that a bad value gets a clear answer.
     #[serde(default)]
-    pub page: Option<u64>,
+    pub before: Option<String>,
     #[serde(default)]
     pub ended: Option<u64>,
     #[serde(default)]
@@ -46,6 +50,22 @@ const SESSION_ROWS: u64 = 200;
 /// Events per page of the recent events table.
 const EVENTS_PER_PAGE: u64 = 25;
 
+/// The event ID `before=` names. A link the page made always holds one; anything else was
+/// typed or cut short, and an answer that says so beats a page that silently starts over.
+fn parse_before(before: Option<&str>) -> Result<Option<i64>, AppError> {
+    match before.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(id) => id
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(Some)
+            .ok_or(AppError::BadLink(
+                "This page of events starts before an event that no link names: `before` must be an event number, as in the “Older events” link. Go back to the newest events.",
+            )),
+    }
+}
+
 #[debug_handler(state = AppContext)]
 async fn show(
     State(ctx): State<AppContext>,
@@ -54,23 +74,15 @@ async fn show(
     Query(query): Query<PageQuery>,
     AdminUser(mut admin): AdminUser,
 ) -> Result<Response, AppError> {
+    let before = parse_before(query.before.as_deref())?;
     let layout = admin.layout().await?;
-    let per_store = sessions.live_counts_by_store().await?;
-    let live_total: u64 = per_store.iter().map(|(_, n)| n).sum();
+    let live = sessions.live_counts().await?;
     let counts = session_events::hourly_counts(&ctx.db, &admin_view::chart_kinds()).await?;
-    let (live, matching) =
-        user_sessions::live_with_users(&ctx.db, &query.email, SESSION_ROWS).await?;
+    let table = sessions.live_table(&query.email, SESSION_ROWS).await?;
     let current_ref = admin.session.session_ref();
-    let events = session_events::page(&ctx.db, query.page.unwrap_or(1), EVENTS_PER_PAGE).await?;
-    let (page, has_older) = (events.page, events.has_older);
+    let events = session_events::page_before(&ctx.db, before, EVENTS_PER_PAGE).await?;
     let health = sessions.health().await;
-    let usage: Vec<_> = sessions
-        .backend()
-        .usage()
-        .await
-        .into_iter()
-        .map(|(label, value)| json!({ "label": label, "value": value }))
-        .collect();
+    let usage = sessions.store_usage().await;
     let notice = match (query.ended, query.error.as_deref()) {
         (_, Some("unknown_user")) => "No account has that email.".to_string(),
         (_, Some("unknown_session")) => "That session has already ended.".to_string(),
@@ -78,29 +90,35 @@ async fn show(
         (Some(n), _) => format!("{n} sessions ended."),
         _ => String::new(),
     };
+    let filter = query.email.trim();
     Ok(format::render().view(
         &v,
         "admin/sessions.html",
         data!({
             "layout": layout,
             "notice": notice,
-            "live_total": live_total,
-            "per_store": per_store.into_iter().map(|(store, count)| json!({"store": store, "count": count})).collect::<Vec<_>>(),
+            "live_total": live.total(),
+            "live_counted_at": live.counted_at.map(|at| at.to_rfc3339()),
+            "exact_live_count": EXACT_LIVE_COUNT,
+            "per_store": live.per_store.into_iter().map(|(store, count)| json!({"store": store, "count": count})).collect::<Vec<_>>(),
             "charts": admin_view::charts(&counts),
-            "filter": query.email.trim(),
-            // The pager keeps the filter.
-            "filter_query": if query.email.trim().is_empty() {
+            "filter": filter,
+            // The events pager keeps the filter.
+            "filter_query": if filter.is_empty() {
                 String::new()
             } else {
-                format!("&email={}", url::form_urlencoded::byte_serialize(query.email.trim().as_bytes()).collect::<String>())
+                format!("&email={}", url::form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>())
             },
-            "sessions": admin_view::session_rows(&live, current_ref.as_ref().map(SessionRef::as_str)),
-            "sessions_matching": matching,
+            "sessions": admin_view::session_rows(&table.sessions, current_ref.as_ref().map(SessionRef::as_str)),
+            "sessions_more": table.more,
+            "accounts_capped": table.accounts_capped,
+            "filter_accounts": FILTER_ACCOUNTS,
+            "older_than": events.older_than,
+            "paged": before.is_some(),
             "events": admin_view::event_rows(events),
-            "page": page,
-            "has_older": has_older,
             "health": health,
-            "usage": usage,
+            "usage": usage.value.into_iter().map(|(label, value)| json!({ "label": label, "value": value })).collect::<Vec<_>>(),
+            "usage_read_at": usage.at.to_rfc3339(),
             "audit": sessions.audit_counts(),
         }),
     )?)
@@ -155,7 +173,6 @@ async fn revoke_user(
 /// Ends one session, whoever's it is. The admin's own session is a logout.
 #[debug_handler(state = AppContext)]
 async fn revoke_session(
-    State(ctx): State<AppContext>,
     SessionLayer(sessions): SessionLayer,
     Path(session_ref): Path<String>,
     AdminUser(mut admin): AdminUser,
@@ -166,7 +183,7 @@ async fn revoke_session(
         admin.session.log_out().await?;
         return Ok(Redirect::to("/login").into_response());
     }
-    let Some(row) = user_sessions::live_by_ref(&ctx.db, session_ref.as_str()).await? else {
+    let Some(row) = sessions.live_session(&session_ref).await? else {
         return Ok(Redirect::to("/admin/sessions?error=unknown_session").into_response());
     };
     sessions

@@ -1,14 +1,13 @@
-//! The audit trail's rows, and the questions the admin page asks of them.
+//! The audit trail's rows, and the questions the admin page asks of them. Rows are
+//! written by `crate::sessions::audit::insert_events` only, which keeps the hourly counts.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Timelike, Utc};
-use sea_orm::{
-    entity::prelude::*, sea_query::Expr, DatabaseBackend, FromQueryResult, QueryOrder, QuerySelect,
-};
+use sea_orm::{entity::prelude::*, QueryOrder, QuerySelect};
 
 pub use super::_entities::session_events::{self, ActiveModel, Entity, Model};
-use super::_entities::users;
+use super::_entities::{session_event_counts, users};
 
 impl ActiveModelBehavior for ActiveModel {}
 
@@ -37,12 +36,16 @@ impl HourlyCounts {
     }
 }
 
-/// Events of `kinds` counted per kind and hour over the last [`CHART_HOURS`] hours. One
-/// aggregate query: the database counts, nothing loads the events themselves.
+/// Events of `kinds` counted per kind and hour over the last [`CHART_HOURS`] hours, from
+/// the hourly counts the audit writer keeps (`session_event_counts`): at most
+/// [`CHART_HOURS`] rows per kind, down its primary key, however long the trail.
 ///
 /// # Errors
 /// A database error.
-pub async fn hourly_counts(db: &DatabaseConnection, kinds: &[&str]) -> Result<HourlyCounts, DbErr> {
+pub async fn hourly_counts<C: ConnectionTrait>(
+    db: &C,
+    kinds: &[&str],
+) -> Result<HourlyCounts, DbErr> {
     let now = Utc::now();
     let current_hour = now
         .with_minute(0)
@@ -50,49 +53,31 @@ pub async fn hourly_counts(db: &DatabaseConnection, kinds: &[&str]) -> Result<Ho
         .and_then(|t| t.with_nanosecond(0))
         .unwrap_or(now);
     let start = current_hour - chrono::Duration::hours(23);
-    // Whole hours since `start`, in integers (no float rounding at an hour's edge).
-    // sea-query passes `$1` through to PostgreSQL and `?` to SQLite.
-    let bucket = match db.get_database_backend() {
-        DatabaseBackend::Postgres => {
-            "(FLOOR((EXTRACT(EPOCH FROM created_at) - $1) / 3600))::BIGINT"
-        }
-        _ => "((CAST(strftime('%s', created_at) AS INTEGER) - ?) / 3600)",
-    };
-    #[derive(FromQueryResult)]
-    struct Count {
-        event: String,
-        bucket: i64,
-        count: i64,
-    }
-    let counts = Entity::find()
-        .select_only()
-        .column(session_events::Column::Event)
-        .column_as(
-            Expr::cust_with_values(bucket, [start.timestamp()]),
-            "bucket",
-        )
-        .column_as(session_events::Column::Id.count(), "count")
-        .filter(session_events::Column::Event.is_in(kinds.iter().copied()))
-        .filter(session_events::Column::CreatedAt.gte(start.fixed_offset()))
-        .group_by(session_events::Column::Event)
-        .group_by(Expr::cust("bucket"))
-        .into_model::<Count>()
-        .all(db)
-        .await?;
+    let rows = hourly_counts_query(start, kinds).all(db).await?;
     let mut by_kind: HashMap<String, Vec<u64>> = HashMap::new();
-    for Count {
-        event,
-        bucket,
-        count,
-    } in counts
-    {
-        let slot = usize::try_from(bucket).ok().filter(|b| *b < CHART_HOURS);
+    for row in rows {
+        let slot = usize::try_from((row.hour.with_timezone(&Utc) - start).num_hours())
+            .ok()
+            .filter(|b| *b < CHART_HOURS);
         if let Some(slot) = slot {
-            by_kind.entry(event).or_insert_with(|| vec![0; CHART_HOURS])[slot] +=
-                count.unsigned_abs();
+            by_kind
+                .entry(row.kind)
+                .or_insert_with(|| vec![0; CHART_HOURS])[slot] += row.count.unsigned_abs();
         }
     }
     Ok(HourlyCounts { start, by_kind })
+}
+
+/// The query of [`hourly_counts`]: the counts of `kinds` from the hour starting at `start`
+/// (public for the query-plan tests).
+#[must_use]
+pub fn hourly_counts_query(
+    start: DateTime<Utc>,
+    kinds: &[&str],
+) -> Select<session_event_counts::Entity> {
+    session_event_counts::Entity::find()
+        .filter(session_event_counts::Column::Hour.gte(start.fixed_offset()))
+        .filter(session_event_counts::Column::Kind.is_in(kinds.iter().copied()))
 }
 
 /// One row of the admin page's event table: the event with its user and actor named.
@@ -109,27 +94,38 @@ pub struct NamedEvent {
 #[derive(Debug, Clone)]
 pub struct EventPage {
     pub events: Vec<NamedEvent>,
-    /// 1-based.
-    pub page: u64,
-    pub has_older: bool,
+    /// The last (oldest) event shown, when older ones follow: the next page is the one
+    /// before it.
+    pub older_than: Option<i64>,
 }
 
-/// Page `page` (1-based) of the trail, `per_page` events each, newest first, with the
-/// users and actors named by email.
+/// The query of [`page_before`]: `limit` events before event `before`, newest first (public
+/// for the query-plan tests). The first page asks for the events before the largest ID
+/// there can be: a range of the primary key like every other page, not a walk of the table.
+#[must_use]
+pub fn page_query(before: Option<i64>, limit: u64) -> Select<Entity> {
+    Entity::find()
+        .filter(session_events::Column::Id.lt(before.unwrap_or(i64::MAX)))
+        .order_by_desc(session_events::Column::Id)
+        .limit(limit)
+}
+
+/// The `per_page` events before event `before` (the newest ones without it), newest
+/// first, with the users and actors named by email. Keyset paging down the primary key:
+/// any page costs the same, however deep, and a page never repeats or skips an event
+/// when new ones arrive meanwhile.
 ///
 /// # Errors
 /// A database error.
-pub async fn page(db: &DatabaseConnection, page: u64, per_page: u64) -> Result<EventPage, DbErr> {
-    let page = page.max(1);
-    let mut rows = Entity::find()
-        .order_by_desc(session_events::Column::CreatedAt)
-        .order_by_desc(session_events::Column::Id)
-        .offset((page - 1).saturating_mul(per_page))
-        .limit(per_page + 1)
-        .all(db)
-        .await?;
+pub async fn page_before<C: ConnectionTrait>(
+    db: &C,
+    before: Option<i64>,
+    per_page: u64,
+) -> Result<EventPage, DbErr> {
+    let mut rows = page_query(before, per_page + 1).all(db).await?;
     let has_older = rows.len() as u64 > per_page;
     rows.truncate(usize::try_from(per_page).unwrap_or(usize::MAX));
+    let older_than = rows.last().map(|e| e.id).filter(|_| has_older);
     let ids: HashSet<i64> = rows
         .iter()
         .flat_map(|e| [e.user_id, e.actor_user_id])
@@ -154,9 +150,5 @@ pub async fn page(db: &DatabaseConnection, page: u64, per_page: u64) -> Result<E
             event,
         })
         .collect();
-    Ok(EventPage {
-        events,
-        page,
-        has_older,
-    })
+    Ok(EventPage { events, older_than })
 }

@@ -77,6 +77,86 @@ impl EmailAddress {
     }
 }
 
+/// The start of an email address, for finding accounts by it: lower-cased, as emails are
+/// stored, so the match is case-insensitive. A prefix is a range of the email index:
+/// `[prefix, successor)`, where the successor is the first string after every string that
+/// starts with the prefix (in byte order, which is code point order in UTF-8: SQLite's
+/// binary collation, and PostgreSQL's `COLLATE "C"`, which the migration indexes).
+///
+/// ```
+/// use tessera::models::users::EmailPrefix;
+/// let prefix = EmailPrefix::parse(" ALI ").unwrap();
+/// assert_eq!(prefix.range(), ("ali", Some("alj".to_string())));
+/// assert!(EmailPrefix::parse("  ").is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailPrefix(String);
+
+impl EmailPrefix {
+    /// `None` for a blank filter.
+    #[must_use]
+    pub fn parse(input: &str) -> Option<Self> {
+        let prefix = input.trim().to_lowercase();
+        (!prefix.is_empty()).then_some(Self(prefix))
+    }
+
+    /// The prefix, and the first string past those it starts (none when no string is).
+    #[must_use]
+    pub fn range(&self) -> (&str, Option<String>) {
+        let mut upper: Vec<char> = self.0.chars().collect();
+        while let Some(last) = upper.pop() {
+            // The next scalar value: past the surrogates, nothing after char::MAX.
+            let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+            if let Some(next) = next {
+                upper.push(next);
+                return (&self.0, Some(upper.into_iter().collect()));
+            }
+        }
+        (&self.0, None)
+    }
+
+    /// The ids of the first `limit` accounts (in email order) whose email starts with
+    /// this prefix: a range of the email index.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn matching_ids<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        limit: u64,
+    ) -> Result<Vec<i64>, DbErr> {
+        self.matching_ids_query(db.get_database_backend(), limit)
+            .into_tuple::<i64>()
+            .all(db)
+            .await
+    }
+
+    /// The query of [`Self::matching_ids`] on `backend` (public for the query-plan tests).
+    #[must_use]
+    pub fn matching_ids_query(
+        &self,
+        backend: sea_orm::DatabaseBackend,
+        limit: u64,
+    ) -> sea_orm::Select<users::Entity> {
+        // PostgreSQL compares in the database's collation unless told otherwise, and a
+        // linguistic one does not keep a prefix's strings together: the bytes' order,
+        // which the migration's `COLLATE "C"` index holds, does.
+        let email = match backend {
+            sea_orm::DatabaseBackend::Postgres => Expr::cust(r#""users"."email" COLLATE "C""#),
+            _ => Expr::col((users::Entity, users::Column::Email)),
+        };
+        let (lower, upper) = self.range();
+        let mut query = users::Entity::find()
+            .select_only()
+            .column(users::Column::Id)
+            .filter(email.clone().gte(lower));
+        if let Some(upper) = upper {
+            query = query.filter(email.clone().lt(upper));
+        }
+        query.order_by(email, sea_orm::Order::Asc).limit(limit)
+    }
+}
+
 /// What registration needs, already checked: build it with [`NewUser::parse`].
 #[derive(Debug)]
 pub struct NewUser {

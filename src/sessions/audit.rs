@@ -24,21 +24,23 @@ use std::{
     },
 };
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, DurationRound, FixedOffset, Utc};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
-    ActiveValue, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Iterable,
+    QueryFilter, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{data::ClientInfo, keys::SessionRef};
-use crate::models::_entities::session_events;
+use crate::models::_entities::{session_event_counts, session_events};
 
 /// Events waiting for the database before new ones are dropped.
 const QUEUE_CAPACITY: usize = 10_000;
-/// Rows per INSERT.
+/// Events the writer takes from the queue at a time.
 const BATCH: usize = 200;
+/// Values one statement binds, at most (SQLite allows 32,766, PostgreSQL 65,535).
+pub const MAX_BOUND_VALUES: usize = 1_000;
 
 pub use super::events::EventKind;
 
@@ -384,13 +386,12 @@ async fn write_events(
                 next = receiver.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
-            let count = batch.len() as u64;
-            match session_events::Entity::insert_many(std::mem::take(&mut batch))
-                .exec(&db)
-                .await
-            {
-                Ok(_) => {
+        if !batch.is_empty() || !refused.is_empty() {
+            let count = batch.len() as u64 + refused.iter().map(|r| r.attempts).sum::<u64>();
+            let mut rows = std::mem::take(&mut batch);
+            rows.extend(refused.drain(..).map(refused_row));
+            match write_batch(&db, &rows).await {
+                Ok(()) => {
                     counters.written.fetch_add(count, Ordering::Relaxed);
                 }
                 Err(error) => {
@@ -403,71 +404,198 @@ async fn write_events(
                 }
             }
         }
-        if !refused.is_empty() {
-            let count = refused.iter().map(|r| r.attempts).sum();
-            match write_refused(&db, std::mem::take(&mut refused)).await {
-                Ok(()) => {
-                    counters.written.fetch_add(count, Ordering::Relaxed);
-                }
-                Err(error) => {
-                    counters.failed.fetch_add(count, Ordering::Relaxed);
-                    super::metrics::record_audit_loss(
-                        super::metrics::AUDIT_LOSS_WRITE_FAILED,
-                        count,
-                    );
-                    tracing::error!(%error, count, "refused attempts could not be written");
-                }
-            }
-        }
         for done in waiting.drain(..) {
             let _ = done.send(());
         }
     }
 }
 
-/// Writes refused attempts, one upsert per counter and window, in one transaction: the
-/// row of a counter's ended window first leaves the unique key (it stays in the trail),
-/// then the open window's row is inserted or added to.
-async fn write_refused(db: &DatabaseConnection, refused: Vec<Refusals>) -> Result<(), DbErr> {
+/// Writes one batch of the queue in one transaction: the events and their hourly counts
+/// commit together or not at all.
+async fn write_batch(
+    db: &DatabaseConnection,
+    rows: &[session_events::ActiveModel],
+) -> Result<(), DbErr> {
     let txn = db.begin().await?;
-    for refusals in refused {
-        session_events::Entity::update_many()
-            .col_expr(
-                session_events::Column::ThrottleKey,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(session_events::Column::ThrottleKey.eq(refusals.window.key.as_str()))
-            .filter(session_events::Column::WindowEndsAt.lte(refusals.first_at))
-            .exec(&txn)
-            .await?;
-        let attempts = i64::try_from(refusals.attempts).unwrap_or(i64::MAX);
-        let mut upsert = row(refusals.first, refusals.first_at);
-        upsert.updated_at = ActiveValue::Set(refusals.last_at);
-        // The latest client, even when it is the first: the row shows both.
-        upsert.request_ip = ActiveValue::Set(refusals.last_client.ip);
-        upsert.request_user_agent = ActiveValue::Set(user_agent(refusals.last_client.user_agent));
-        upsert.attempts = ActiveValue::Set(Some(attempts));
-        upsert.throttle_key = ActiveValue::Set(Some(refusals.window.key));
-        upsert.window_ends_at = ActiveValue::Set(Some(refusals.window.ends_at));
-        session_events::Entity::insert(upsert)
-            .on_conflict(
-                OnConflict::column(session_events::Column::ThrottleKey)
-                    .value(
-                        session_events::Column::Attempts,
-                        Expr::col((session_events::Entity, session_events::Column::Attempts))
-                            .add(Expr::cust("excluded.attempts")),
-                    )
-                    .update_columns([
-                        session_events::Column::RequestIp,
-                        session_events::Column::RequestUserAgent,
-                        session_events::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
+    insert_events(&txn, rows).await?;
+    txn.commit().await
+}
+
+/// Writes `rows` to the trail and adds them to the hourly counts the admin charts read
+/// (`session_event_counts`). The only code that inserts into `session_events`: whatever
+/// writes an event, the background writer or a task ending sessions in batches, calls it,
+/// in the transaction that should hold the events (the counts are then written, or rolled
+/// back, with them: a chart never counts an event the trail lacks, and shows one the
+/// moment it commits).
+///
+/// A row with a `throttle_key` is refused attempts (see [`ThrottleWindow`]): it is added
+/// to the open row of its counter and window (an upsert; the counter's row of an ended
+/// window first leaves the unique key, staying in the trail), and counts its `attempts`,
+/// in the hour of its `created_at`. Any other row counts one. A row without `created_at`
+/// is written as of now.
+///
+/// No statement binds more than [`MAX_BOUND_VALUES`] values.
+///
+/// # Errors
+/// A database error; run it in a transaction and nothing of `rows` is written then.
+pub async fn insert_events<C: ConnectionTrait>(
+    conn: &C,
+    rows: &[session_events::ActiveModel],
+) -> Result<(), DbErr> {
+    let now = Utc::now().fixed_offset();
+    let mut plain = Vec::with_capacity(rows.len());
+    let mut throttled = Vec::new();
+    let mut counts: std::collections::BTreeMap<(DateTime<FixedOffset>, String), i64> =
+        std::collections::BTreeMap::new();
+    for row in rows {
+        let mut row = row.clone();
+        let at = match &row.created_at {
+            ActiveValue::Set(at) | ActiveValue::Unchanged(at) => *at,
+            ActiveValue::NotSet => {
+                row.created_at = ActiveValue::Set(now);
+                now
+            }
+        };
+        if row.updated_at.is_not_set() {
+            row.updated_at = ActiveValue::Set(at);
+        }
+        let kind = match &row.event {
+            ActiveValue::Set(kind) | ActiveValue::Unchanged(kind) => kind.clone(),
+            ActiveValue::NotSet => {
+                return Err(DbErr::Custom("an audit event without its kind".into()));
+            }
+        };
+        let attempts = match &row.attempts {
+            ActiveValue::Set(Some(n)) | ActiveValue::Unchanged(Some(n)) => *n,
+            _ => 1,
+        };
+        *counts.entry((hour_of(at), kind)).or_default() += attempts;
+        match &row.throttle_key {
+            ActiveValue::Set(Some(key)) | ActiveValue::Unchanged(Some(key)) => {
+                throttled.push((key.clone(), at, row));
+            }
+            _ => plain.push(row),
+        }
+    }
+    let per_row = session_events::Column::iter().count();
+    for chunk in plain.chunks((MAX_BOUND_VALUES / per_row).max(1)) {
+        session_events::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
             .await?;
     }
-    txn.commit().await
+    for (key, first_at, row) in throttled {
+        upsert_refused(conn, &key, first_at, row).await?;
+    }
+    let counts: Vec<_> = counts
+        .into_iter()
+        .map(|((hour, kind), count)| session_event_counts::ActiveModel {
+            hour: ActiveValue::Set(hour),
+            kind: ActiveValue::Set(kind),
+            count: ActiveValue::Set(count),
+        })
+        .collect();
+    // The counts of one statement are of distinct hours and kinds: PostgreSQL updates a
+    // row at most once per statement.
+    for chunk in counts.chunks(MAX_BOUND_VALUES / 3) {
+        session_event_counts::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([
+                    session_event_counts::Column::Hour,
+                    session_event_counts::Column::Kind,
+                ])
+                .value(
+                    session_event_counts::Column::Count,
+                    Expr::col((
+                        session_event_counts::Entity,
+                        session_event_counts::Column::Count,
+                    ))
+                    .add(Expr::cust("excluded.count")),
+                )
+                .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the hourly counts of the hours that ended by `cutoff` (their events are past
+/// the trail's retention, and the charts' window); how many rows. The retention sweep
+/// calls it with the cutoff it deletes events by, so the counts never outlive them.
+///
+/// # Errors
+/// A database error.
+pub async fn prune_counts<C: ConnectionTrait>(
+    conn: &C,
+    cutoff: DateTime<FixedOffset>,
+) -> Result<u64, DbErr> {
+    Ok(session_event_counts::Entity::delete_many()
+        .filter(session_event_counts::Column::Hour.lt(hour_of(cutoff)))
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+/// The start of the UTC hour `at` falls in: the key of the hourly counts.
+#[must_use]
+pub fn hour_of(at: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+    let at = at.with_timezone(&Utc);
+    at.duration_trunc(chrono::Duration::hours(1))
+        .unwrap_or(at)
+        .fixed_offset()
+}
+
+/// Adds a row of refused attempts to the open row of its counter and window: the row of
+/// the counter's ended window first leaves the unique key (it stays in the trail), then
+/// the open window's row is inserted or added to.
+async fn upsert_refused<C: ConnectionTrait>(
+    conn: &C,
+    key: &str,
+    first_at: DateTime<FixedOffset>,
+    row: session_events::ActiveModel,
+) -> Result<(), DbErr> {
+    session_events::Entity::update_many()
+        .col_expr(
+            session_events::Column::ThrottleKey,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(session_events::Column::ThrottleKey.eq(key))
+        .filter(session_events::Column::WindowEndsAt.lte(first_at))
+        .exec(conn)
+        .await?;
+    session_events::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(session_events::Column::ThrottleKey)
+                .value(
+                    session_events::Column::Attempts,
+                    Expr::col((session_events::Entity, session_events::Column::Attempts))
+                        .add(Expr::cust("excluded.attempts")),
+                )
+                .update_columns([
+                    session_events::Column::RequestIp,
+                    session_events::Column::RequestUserAgent,
+                    session_events::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// The row of refused attempts of one counter and window: the first attempt's client,
+/// the latest one's as the request's.
+fn refused_row(refusals: Refusals) -> session_events::ActiveModel {
+    let attempts = i64::try_from(refusals.attempts).unwrap_or(i64::MAX);
+    let mut upsert = row(refusals.first, refusals.first_at);
+    upsert.updated_at = ActiveValue::Set(refusals.last_at);
+    // The latest client, even when it is the first: the row shows both.
+    upsert.request_ip = ActiveValue::Set(refusals.last_client.ip);
+    upsert.request_user_agent = ActiveValue::Set(user_agent(refusals.last_client.user_agent));
+    upsert.attempts = ActiveValue::Set(Some(attempts));
+    upsert.throttle_key = ActiveValue::Set(Some(refusals.window.key));
+    upsert.window_ends_at = ActiveValue::Set(Some(refusals.window.ends_at));
+    upsert
 }
 
 fn user_agent(user_agent: String) -> Option<String> {

@@ -32,7 +32,7 @@ use super::{
     error::SessionError,
     events::{EndReason, EventKind},
     keys::{SessionRef, StoreKey},
-    registry::{store_key_of, NewEntry, Registration},
+    registry::{store_key_of, LiveCounts, LiveTable, NewEntry, Registration},
     time::{chrono_time, now},
     AppSession, Sessions,
 };
@@ -553,12 +553,45 @@ impl Sessions {
         Ok(self.registry().live_for_user(user_id).await?)
     }
 
-    /// Live sessions per store (for the admin page, `/metrics` and `sessions_stats`).
+    /// Live sessions per store, every one counted (for `sessions_stats`).
     ///
     /// # Errors
     /// A database error.
     pub async fn live_counts_by_store(&self) -> Result<Vec<(String, u64)>, SessionError> {
         Ok(self.registry().live_counts_by_store().await?)
+    }
+
+    /// Live sessions per store at a bounded cost, for the admin page and `/metrics`
+    /// ([`SessionRegistry::live_counts`](super::registry::SessionRegistry::live_counts)).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_counts(&self) -> Result<LiveCounts, SessionError> {
+        Ok(self.registry().live_counts().await?)
+    }
+
+    /// The admin's live sessions table: at most `limit` rows, the most recently used
+    /// first, of the accounts whose email starts with `email_prefix` (any case).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_table(
+        &self,
+        email_prefix: &str,
+        limit: u64,
+    ) -> Result<LiveTable, SessionError> {
+        Ok(self.registry().live_table(email_prefix, limit).await?)
+    }
+
+    /// The live session named `session_ref`, whoever's it is (for an admin to end it).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_session(
+        &self,
+        session_ref: &SessionRef,
+    ) -> Result<Option<user_sessions::Model>, SessionError> {
+        Ok(self.registry().live_by_ref(session_ref).await?)
     }
 
     /// How writing the audit trail went since start.

@@ -151,11 +151,13 @@ async fn prune_events(db: &DatabaseConnection, retention: Duration) -> Result<u6
     let cutoff = Utc::now()
         .checked_sub_signed(retention)
         .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-    Ok(session_events::Entity::delete_many()
+    let pruned = session_events::Entity::delete_many()
         .filter(session_events::Column::CreatedAt.lt(cutoff.fixed_offset()))
         .exec(db)
         .await?
-        .rows_affected)
+        .rows_affected;
+    super::audit::prune_counts(db, cutoff.fixed_offset()).await?;
+    Ok(pruned)
 }
 
 /// Counts of lifecycle events over one period.

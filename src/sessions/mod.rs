@@ -20,6 +20,8 @@
 //!   ([`ClientInfo`], with [`client_address`], the one leaf it builds on);
 //! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
 //! - [`cookies`]: reading a request's cookies by name;
+//! - [`recount`]: figures too costly to compute per request, served as last computed and
+//!   computed again in the background;
 //! - [`hashing`]: Argon2 password hashing behind a bounded, prioritised queue;
 //!   [`error`]: [`SessionError`];
 //! - [`stores::ops`]: store kinds, store errors and [`stores::ops::StoreOps`], what every
@@ -77,6 +79,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod monitoring;
 pub mod policy;
+pub mod recount;
 pub mod registry;
 pub mod session;
 pub mod settings;
@@ -95,6 +98,7 @@ use self::{
     audit::AuditLog,
     device::DeviceCookies,
     hashing::PasswordHashing,
+    recount::{Counted, Recounted},
     registry::SessionRegistry,
     stores::{
         encrypted::Encrypted,
@@ -135,7 +139,12 @@ pub struct Sessions {
     throttle: LoginThrottle,
     devices: DeviceCookies,
     hashing: PasswordHashing,
+    usage: Recounted<Vec<(&'static str, u64)>>,
 }
+
+/// How old the store's usage figures on the admin page get before they are read again (a
+/// file store lists its directory for them).
+const USAGE_RECOUNT_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Sessions {
     /// Opens the store, the registry and the audit writer (which needs a Tokio runtime).
@@ -171,6 +180,7 @@ impl Sessions {
             throttle,
             devices,
             hashing,
+            usage: Recounted::new(USAGE_RECOUNT_AGE),
         })
     }
 
@@ -318,6 +328,18 @@ impl Sessions {
     /// Whether the store answers, and how fast.
     pub async fn health(&self) -> StoreHealth {
         self.backend().health().await
+    }
+
+    /// The store's usage figures (records, bytes, Redis's memory), as last read: read
+    /// again in the background once a minute old, since a file or database store reads
+    /// every record for them.
+    pub async fn store_usage(&self) -> Counted<Vec<(&'static str, u64)>> {
+        let backend = self.backend().clone();
+        let usage = async move { Ok::<_, std::convert::Infallible>(backend.usage().await) };
+        match self.usage.get(usage).await {
+            Ok(counted) => counted,
+            Err(never) => match never {},
+        }
     }
 }
 

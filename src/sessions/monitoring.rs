@@ -1,5 +1,6 @@
 //! What `/metrics` reads at scrape time, besides the counters: live sessions (the
-//! registry), whether the store answers and how fast, Redis's memory and keys, the audit
+//! registry: counted per scrape up to 10,000, past that as counted in the background at
+//! most a minute before), whether the store answers and how fast, Redis's memory and keys, the audit
 //! queue, and the last `sessions_cleanup` runs, which the task's own process records in
 //! the database. Each is one cheap question (the store ping and Redis's `INFO memory` and
 //! `DBSIZE` are bounded by [`STORE_PROBE_TIMEOUT`]; the task runs are one or two lookups
@@ -32,7 +33,7 @@ pub async fn readings(
     // The store is asked while the database is: a slow store does not delay the queries.
     let (from_database, (store, redis)) = tokio::join!(
         async {
-            let live_sessions = sessions.live_counts_by_store().await?;
+            let live_sessions = sessions.live_counts().await?.per_store;
             let runs = task_runs::last_runs(db, CLEANUP_TASK).await?;
             Ok::<_, SessionError>((live_sessions, runs))
         },

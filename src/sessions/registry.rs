@@ -6,18 +6,39 @@
 //! for the admin page), rows whose session has expired or is gone from the store are
 //! pruned by [`SessionRegistry::prune`]. Nothing here grows forever.
 
+use std::time::Duration;
+
 use chrono::{DateTime, FixedOffset, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveValue, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement},
+    ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, SelectTwo,
+    TransactionTrait,
 };
 use tower_sessions::session_store::SessionStore;
 
-use super::keys::{SessionRef, StoreKey};
-use crate::models::_entities::{user_sessions, users};
+use super::{
+    keys::{SessionRef, StoreKey},
+    recount::Recounted,
+};
+use crate::models::{
+    _entities::{user_sessions, users},
+    users::EmailPrefix,
+};
 
 /// How long rows of ended sessions stay for the record.
 const ENDED_RETENTION_HOURS: i64 = 24;
+
+/// Live sessions a request counts, at most: a walk of that many entries of the open rows'
+/// expiry index (a few milliseconds). Past it, the count is a full one made in the
+/// background ([`LIVE_RECOUNT_AGE`]), so a page or a scrape costs the same at a million
+/// rows as at a thousand, and says when it was counted.
+pub const EXACT_LIVE_COUNT: u64 = 10_000;
+/// How old the background count of live sessions gets before it is made again.
+pub const LIVE_RECOUNT_AGE: Duration = Duration::from_secs(60);
+/// Accounts an email filter of the admin's live sessions table looks at, at most (the
+/// first in email order): their live sessions are a bounded number of index lookups.
+pub const FILTER_ACCOUNTS: u64 = 500;
 
 pub use super::events::EndReason;
 
@@ -61,14 +82,66 @@ pub struct PruneReport {
     pub ended: u64,
 }
 
+/// Live sessions per store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCounts {
+    /// Per store, in the order of their names.
+    pub per_store: Vec<(String, u64)>,
+    /// `None` when counted for this request; past [`EXACT_LIVE_COUNT`] live sessions,
+    /// when the background count was made.
+    pub counted_at: Option<DateTime<Utc>>,
+}
+
+impl LiveCounts {
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.per_store.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// A live session with the account it belongs to.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    pub session: user_sessions::Model,
+    pub user: users::Model,
+}
+
+/// The admin's live sessions table: the most recently used first.
+#[derive(Debug, Clone)]
+pub struct LiveTable {
+    pub sessions: Vec<LiveSession>,
+    /// More live sessions match than the table shows.
+    pub more: bool,
+    /// More than [`FILTER_ACCOUNTS`] accounts match the email filter: the table shows the
+    /// sessions of the first of them in email order.
+    pub accounts_capped: bool,
+}
+
 /// The registry over one database.
 #[derive(Debug, Clone)]
 pub struct SessionRegistry {
     db: DatabaseConnection,
+    full_counts: Recounted<Vec<(String, u64)>>,
 }
 
 fn now() -> DateTime<FixedOffset> {
     Utc::now().fixed_offset()
+}
+
+/// Live sessions per store ([`SessionRegistry::live_count_query`]).
+async fn count_by_store<C: ConnectionTrait>(
+    db: &C,
+    cap: Option<u64>,
+) -> Result<Vec<(String, u64)>, DbErr> {
+    db.query_all(&SessionRegistry::live_count_query(cap))
+        .await?
+        .into_iter()
+        .map(|row| {
+            let store: String = row.try_get("", "store")?;
+            let count: i64 = row.try_get("", "count")?;
+            Ok((store, count.unsigned_abs()))
+        })
+        .collect()
 }
 
 /// Parses a row's stored key back into a [`StoreKey`].
@@ -79,8 +152,21 @@ pub fn store_key_of(row: &user_sessions::Model) -> Option<StoreKey> {
 
 impl SessionRegistry {
     #[must_use]
-    pub const fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            full_counts: Recounted::new(LIVE_RECOUNT_AGE),
+        }
+    }
+
+    /// The one definition of a live session: not ended, not expired. Every query of live
+    /// rows goes through it.
+    fn live_rows() -> Select<user_sessions::Entity> {
+        user_sessions::Entity::find().filter(
+            Condition::all()
+                .add(user_sessions::Column::EndedAt.is_null())
+                .add(user_sessions::Column::ExpiresAt.gt(now())),
+        )
     }
 
     /// Records a new session and returns the user's live sessions beyond `limit`, least
@@ -140,11 +226,8 @@ impl SessionRegistry {
         Ok(Registration::Registered { over_limit })
     }
 
-    fn live_query(user_id: i64) -> sea_orm::Select<user_sessions::Entity> {
-        user_sessions::Entity::find()
-            .filter(user_sessions::Column::UserId.eq(user_id))
-            .filter(user_sessions::Column::EndedAt.is_null())
-            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+    fn live_query(user_id: i64) -> Select<user_sessions::Entity> {
+        Self::live_rows().filter(user_sessions::Column::UserId.eq(user_id))
     }
 
     /// Records activity (called at most once per touch interval per session); whether the
@@ -235,13 +318,24 @@ impl SessionRegistry {
     /// # Errors
     /// A database error.
     pub async fn is_live(&self, session_ref: &SessionRef) -> Result<bool, DbErr> {
-        Ok(user_sessions::Entity::find()
-            .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
-            .filter(user_sessions::Column::EndedAt.is_null())
-            .filter(user_sessions::Column::ExpiresAt.gt(now()))
-            .count(&self.db)
-            .await?
-            > 0)
+        Ok(self.live_by_ref(session_ref).await?.is_some())
+    }
+
+    /// The live session named `session_ref`, if there is one.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_by_ref(
+        &self,
+        session_ref: &SessionRef,
+    ) -> Result<Option<user_sessions::Model>, DbErr> {
+        Self::live_by_ref_query(session_ref).one(&self.db).await
+    }
+
+    /// The query of [`Self::live_by_ref`] (public for the query-plan tests).
+    #[must_use]
+    pub fn live_by_ref_query(session_ref: &SessionRef) -> Select<user_sessions::Entity> {
+        Self::live_rows().filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
     }
 
     /// Whether the registry holds `session_ref` as ended (rows of ended sessions are kept
@@ -275,33 +369,122 @@ impl SessionRegistry {
     /// # Errors
     /// A database error.
     pub async fn live(&self) -> Result<Vec<user_sessions::Model>, DbErr> {
-        user_sessions::Entity::find()
-            .filter(user_sessions::Column::EndedAt.is_null())
-            .filter(user_sessions::Column::ExpiresAt.gt(now()))
-            .all(&self.db)
-            .await
+        Self::live_rows().all(&self.db).await
     }
 
-    /// Live sessions per store.
+    /// Live sessions per store, every one counted (for `sessions_stats`; a page or a
+    /// scrape asks [`Self::live_counts`]).
     ///
     /// # Errors
     /// A database error.
     pub async fn live_counts_by_store(&self) -> Result<Vec<(String, u64)>, DbErr> {
-        let rows: Vec<(String, i64)> = user_sessions::Entity::find()
+        count_by_store(&self.db, None).await
+    }
+
+    /// Live sessions per store, at a bounded cost: counted now up to [`EXACT_LIVE_COUNT`],
+    /// past it as last counted in the background (at most [`LIVE_RECOUNT_AGE`] ago, or
+    /// now by the first request of the process).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_counts(&self) -> Result<LiveCounts, DbErr> {
+        let per_store = count_by_store(&self.db, Some(EXACT_LIVE_COUNT + 1)).await?;
+        if per_store.iter().map(|(_, n)| n).sum::<u64>() <= EXACT_LIVE_COUNT {
+            return Ok(LiveCounts {
+                per_store,
+                counted_at: None,
+            });
+        }
+        let db = self.db.clone();
+        let counted = self
+            .full_counts
+            .get(async move { count_by_store(&db, None).await })
+            .await?;
+        Ok(LiveCounts {
+            per_store: counted.value,
+            counted_at: Some(counted.at),
+        })
+    }
+
+    /// The query of [`Self::live_table`]: the first `limit` live sessions, the most
+    /// recently used first, of `accounts` (every account for `None`). Public for the
+    /// query-plan tests.
+    #[must_use]
+    pub fn live_table_query(
+        accounts: Option<Vec<i64>>,
+        limit: u64,
+    ) -> SelectTwo<user_sessions::Entity, users::Entity> {
+        let mut query = Self::live_rows();
+        if let Some(ids) = accounts {
+            query = query.filter(user_sessions::Column::UserId.is_in(ids));
+        }
+        query
+            .find_also_related(users::Entity)
+            .order_by_desc(user_sessions::Column::LastSeenAt)
+            .order_by_desc(user_sessions::Column::Id)
+            .limit(limit)
+    }
+
+    /// The query that counts live sessions per store; with `cap`, of the first `cap` live
+    /// rows of the open rows' expiry index only (a bounded walk, counted in the database).
+    /// Public for the query-plan tests.
+    #[must_use]
+    pub fn live_count_query(cap: Option<u64>) -> SelectStatement {
+        let store = Alias::new("store");
+        let mut live = Self::live_rows()
             .select_only()
-            .column(user_sessions::Column::Store)
-            .column_as(user_sessions::Column::Id.count(), "count")
-            .filter(user_sessions::Column::EndedAt.is_null())
-            .filter(user_sessions::Column::ExpiresAt.gt(now()))
-            .group_by(user_sessions::Column::Store)
-            .order_by_asc(user_sessions::Column::Store)
-            .into_tuple()
+            .column(user_sessions::Column::Store);
+        if let Some(cap) = cap {
+            live = live.limit(cap);
+        }
+        Query::select()
+            .column(store.clone())
+            .expr_as(Expr::col(store.clone()).count(), Alias::new("count"))
+            .from_subquery(live.into_query(), Alias::new("live"))
+            .group_by_col(store.clone())
+            .order_by(store, Order::Asc)
+            .to_owned()
+    }
+
+    /// The live sessions table of the admin page: at most `limit` live sessions with their
+    /// accounts, the most recently used first, of the accounts whose email starts with
+    /// `email_prefix` (any case; every account when it is blank). Two bounded queries:
+    /// the matching accounts down the email index (at most [`FILTER_ACCOUNTS`]), then
+    /// their live sessions down the user index, or, unfiltered, the first `limit` entries
+    /// of the open rows' last-seen index.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_table(&self, email_prefix: &str, limit: u64) -> Result<LiveTable, DbErr> {
+        let mut accounts = None;
+        let mut accounts_capped = false;
+        if let Some(prefix) = EmailPrefix::parse(email_prefix) {
+            let mut ids = prefix.matching_ids(&self.db, FILTER_ACCOUNTS + 1).await?;
+            accounts_capped = ids.len() as u64 > FILTER_ACCOUNTS;
+            ids.truncate(usize::try_from(FILTER_ACCOUNTS).unwrap_or(usize::MAX));
+            if ids.is_empty() {
+                return Ok(LiveTable {
+                    sessions: Vec::new(),
+                    more: false,
+                    accounts_capped,
+                });
+            }
+            accounts = Some(ids);
+        }
+        let rows = Self::live_table_query(accounts, limit + 1)
             .all(&self.db)
             .await?;
-        Ok(rows
+        let more = rows.len() as u64 > limit;
+        let sessions = rows
             .into_iter()
-            .map(|(store, n)| (store, n.unsigned_abs()))
-            .collect())
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .filter_map(|(session, user)| user.map(|user| LiveSession { session, user }))
+            .collect();
+        Ok(LiveTable {
+            sessions,
+            more,
+            accounts_capped,
+        })
     }
 
     /// Re-labels live rows after their sessions moved from one store to another.

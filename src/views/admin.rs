@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use super::{charts::HourlyChart, device};
-use crate::models::{
-    session_events::{EventPage, HourlyCounts, Model},
-    user_sessions::LiveSession,
+use crate::{
+    models::session_events::{EventPage, HourlyCounts, Model},
+    sessions::registry::LiveSession,
 };
 
 /// One 24-hour chart: what it is called and which event kinds it counts.
@@ -97,6 +97,7 @@ pub fn session_rows(live: &[LiveSession], current_ref: Option<&str>) -> Vec<Sess
 /// One row of the recent events table.
 #[derive(Debug, Serialize)]
 pub struct EventRow {
+    pub id: i64,
     pub at: String,
     pub event: String,
     /// The session's user by email; "#12" when the account is gone; empty for none.
@@ -161,6 +162,7 @@ pub fn event_rows(page: EventPage) -> Vec<EventRow> {
             let event = named.event;
             let reason = event.reason.unwrap_or_default();
             EventRow {
+                id: event.id,
                 at: event.created_at.to_rfc3339(),
                 user: who(named.user_email, event.user_id),
                 actor: who(named.actor_email, event.actor_user_id),

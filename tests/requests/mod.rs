@@ -1,4 +1,5 @@
 mod admin;
+mod admin_at_scale;
 mod anonymous;
 mod assets;
 mod audit;

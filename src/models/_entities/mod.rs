@@ -2,6 +2,7 @@
 
 pub mod platforms;
 pub mod prelude;
+pub mod session_event_counts;
 pub mod session_events;
 pub mod session_records;
 pub mod task_runs;
