@@ -8,8 +8,6 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 use time::OffsetDateTime;
 use tower_sessions::{Expiry, Session};
 
-use crate::views::session::SessionView;
-
 use super::{
     audit::Actor,
     csrf,
@@ -19,7 +17,7 @@ use super::{
     layer::RequestSession,
     policy::Verdict,
     stores::hashed::SessionRef,
-    time::{now, rfc3339, UnixTime},
+    time::{now, UnixTime},
     Sessions,
 };
 
@@ -40,6 +38,23 @@ pub struct AppSession {
     pub(super) data: Option<SessionData>,
     /// The client of the request at hand, which the trail compares with the session's.
     pub(super) request_client: ClientInfo,
+}
+
+/// The session as it stands, for the pages that show it (`crate::views::session` shapes
+/// it): plain values, so the library knows nothing of pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// `None` for a session without a login (one that holds only a CSRF token).
+    pub user_id: Option<i64>,
+    pub active_platform_id: Option<i64>,
+    pub created_at: UnixTime,
+    pub last_activity: UnixTime,
+    /// When the policy ends it, unless it is used again (idle timeout) first.
+    pub expires_at: UnixTime,
+    /// Whether "remember me" was ticked.
+    pub persistent: bool,
+    /// The store's name: memory, file, redis or database.
+    pub store: &'static str,
 }
 
 /// Whether reading the session is the user's activity. An open tab's background status
@@ -264,17 +279,16 @@ impl AppSession {
         Ok(flash)
     }
 
-    /// The session as pages show it; `None` for a visitor without a session.
+    /// What a page says about the session; `None` for a visitor without a session.
     #[must_use]
-    pub fn view(&self) -> Option<SessionView> {
+    pub fn summary(&self) -> Option<SessionSummary> {
         let data = self.data.as_ref()?;
-        Some(SessionView {
-            authenticated: data.user_id.is_some(),
+        Some(SessionSummary {
             user_id: data.user_id,
             active_platform_id: data.active_platform_id,
-            created_at: rfc3339(data.created_at),
-            last_activity: rfc3339(data.last_activity),
-            expires_at: rfc3339(self.expires_at(data)),
+            created_at: data.created_at,
+            last_activity: data.last_activity,
+            expires_at: self.expires_at(data),
             persistent: data.remember,
             store: self.store_name(),
         })
