@@ -143,7 +143,7 @@ impl Sessions {
     /// # Errors
     /// One line naming the setting that stops the start.
     pub fn open(config: SessionConfig, db: DatabaseConnection) -> Result<Self, StartError> {
-        let backend = Backend::open(&config, &db)?;
+        let backend = Backend::open(&config.store, &db)?;
         let hasher = IdHasher::new(&config.secret);
         let throttle = LoginThrottle::new(
             &backend,

@@ -60,7 +60,7 @@ impl Task for SessionsMigrate {
         }
         let sessions = args::sessions(ctx).await?;
         let open = |kind| {
-            Backend::open_kind(kind, sessions.config(), &ctx.db)
+            Backend::open_kind(kind, &sessions.config().store, &ctx.db)
                 .map_err(|e| Error::Message(e.to_string()))
         };
         let (source, target) = (open(from)?, open(to)?);
