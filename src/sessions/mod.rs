@@ -1,10 +1,28 @@
 //! Server-side sessions, as a small library inside the app.
 //!
 //! The browser holds one opaque ID (128 bits from a CSPRNG) in an HttpOnly cookie;
-//! everything else lives on the server. The files read top-down in layers, and no file
-//! imports one above it (`module_cycles.py` finds no cycle):
+//! everything else lives on the server.
 //!
-//! **Leaves** import no other part of the layer:
+//! # Layers
+//!
+//! The files read bottom-up in layers. A file imports only files of lower layers, or of
+//! its own layer without forming a cycle, and nothing here imports `crate::views` or
+//! `crate::controllers`. `scripts/check-layers` (run by `scripts/test`, so by CI) reads
+//! this list and enforces it; every file of the library is in exactly one layer:
+//!
+//! - Layer 1 (foundations): `time.rs`, `keys.rs`, `events.rs`, `policy.rs`,
+//!   `client_address.rs`, `data.rs`, `csrf.rs`, `cookies.rs`, `hashing.rs`, `error.rs`,
+//!   `metrics.rs`, `stores/ops.rs`
+//! - Layer 2 (stores): `stores/mod.rs`, `stores/cluster.rs`, `stores/database.rs`,
+//!   `stores/encrypted.rs`, `stores/file.rs`, `stores/hashed.rs`, `stores/limited.rs`,
+//!   `stores/memory.rs`, `stores/redis.rs`
+//! - Layer 3 (configuration): `settings.rs`
+//! - Layer 4 (components): `registry.rs`, `audit.rs`, `device.rs`, `throttle.rs`
+//! - Layer 5 (service): `mod.rs`
+//! - Layer 6 (lifecycle): `layer.rs`, `session.rs`, `lifecycle.rs`
+//! - Layer 7 (operations): `login.rs`, `signup.rs`, `maintenance.rs`, `monitoring.rs`
+//!
+//! **Foundations** import nothing of the library but each other:
 //! - [`time`]: Unix seconds, the unit of every session timestamp, and their text forms;
 //! - [`keys`]: the [`SessionSecret`](keys::SessionSecret), and the two names an
 //!   [`IdHasher`] derives from a cookie's ID: the
@@ -17,45 +35,52 @@
 //!   proxy, from `X-Forwarded-For` (Rails' `RemoteIp` algorithm), and the one notion of a
 //!   client's [`network`](client_address::network);
 //! - [`data`]: what a record holds ([`data::SessionData`]) and who sent a request
-//!   ([`ClientInfo`], with [`client_address`], the one leaf it builds on);
+//!   ([`ClientInfo`], with [`client_address`]);
 //! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
 //! - [`cookies`]: reading a request's cookies by name;
 //! - [`hashing`]: Argon2 password hashing behind a bounded, prioritised queue;
 //!   [`error`]: [`SessionError`];
+//! - [`metrics`]: every Prometheus series name: counters driven by the audit trail, the
+//!   store wrapper and the HTTP stack, and the rendering of scrape-time readings;
 //! - [`stores::ops`]: store kinds, store errors and [`stores::ops::StoreOps`], what every
 //!   store offers beyond tower-sessions' `SessionStore` (kind, create-if-absent, keys,
 //!   sweep, usage, ping), and [`stores::ops::create_unique`], every store's `create`.
 //!
-//! **Components** import only leaves:
-//! - [`stores`]: one file per store (memory, file, Redis, database), each implementing
-//!   `SessionStore` and `StoreOps`, and the wrappers composed around them: keyed by
-//!   [`StoreKey`](keys::StoreKey) ([`stores::hashed`]), sealed ([`stores::encrypted`]),
-//!   size-limited ([`stores::limited`]), counted ([`stores::Instrumented`]);
+//! **Stores**: [`stores`], one file per store (memory, file, Redis, database), each
+//! implementing `SessionStore` and `StoreOps`, and the wrappers composed around them:
+//! keyed by [`StoreKey`](keys::StoreKey) ([`stores::hashed`]), sealed
+//! ([`stores::encrypted`]), size-limited ([`stores::limited`]), counted
+//! ([`stores::Instrumented`]). They take their settings as plain values
+//! ([`stores::StoreConfig`]); [`stores::Backend::open`] is the one place that turns them
+//! into a store.
+//!
+//! **Configuration**: [`settings`] checks `settings.sessions` once into a
+//! [`SessionConfig`], one function per settings block; it builds the stores' config, and
+//! the stores never read it.
+//!
+//! **Components**, on the stores and their configuration:
 //! - [`registry`]: one SQL row per session, for "my sessions", limits and revocation;
 //! - [`audit`]: the lifecycle events, written to SQL off the request path;
-//! - [`metrics`]: every Prometheus series name: counters driven by the audit trail, the
-//!   store wrapper and the HTTP stack, and the rendering of scrape-time readings.
 //! - [`device`]: the signed device cookies of browsers that logged in before;
 //! - [`throttle`]: password-guess counters per device cookie, account and IP, and sign-ups
 //!   per IP, each attempt reserved before it is judged (one Redis script, or one SQL
 //!   upsert).
 //!
-//! [`settings`] checks `settings.sessions` once into a [`SessionConfig`], and
-//! [`stores::Backend::open`] is the one place that turns it into a store.
-//!
 //! **The service**: [`Sessions`] composes the store stack, the registry, the audit trail
 //! and the login throttle ([`throttle`]) for one running app. It is built once from the
 //! Loco context and shared by the middleware, the extractors, health checks and tasks.
 //!
-//! **On top**:
+//! **Lifecycle**:
 //! - [`lifecycle`]: every way a session starts, rotates and ends (login, logout, expiry,
 //!   revocation of one, a user's or everyone's, password change, disabling), each writing
 //!   store, registry and audit trail in one order that leaves no half state; and the
 //!   query functions controllers read the registry through;
+//! - [`session`]: [`AppSession`], the typed extractor controllers use;
+//! - [`layer`]: the middleware that reads the cookie and saves what changed.
+//!
+//! **Operations**:
 //! - [`login`]: logging in and checking a current password as domain operations
 //!   (throttle, authentication, audit, outcome); [`signup`]: registering, the same way;
-//! - [`session`]: [`AppSession`], the typed extractor controllers use;
-//! - [`layer`]: the middleware that reads the cookie and saves what changed;
 //! - [`maintenance`]: operator jobs (cleanup, statistics, moving sessions between stores);
 //! - [`monitoring`]: what `/metrics` reads at scrape time (the store's ping, Redis's
 //!   memory, the audit queue, the last cleanup runs), rendered by [`metrics`].
