@@ -3,7 +3,7 @@
 //! Each operation writes the store, the registry and the audit trail in one order, chosen
 //! so that a step that fails leaves no half state behind:
 //!
-//! - **start** ([`AppSession::log_in`]): store, then registry, then audit. When the
+//! - **start** ([`AppSession::establish`]): store, then registry, then audit. When the
 //!   registry refuses the new session its record is deleted again and no cookie is issued:
 //!   a session the registry does not know could never be listed or revoked.
 //! - **rotate** ([`AppSession::rotate`]): store, then registry; a registry failure ends the
@@ -39,8 +39,9 @@ use super::{
 use crate::models::_entities::user_sessions;
 
 impl AppSession {
-    /// Logs `user_id` in: the session gets a new ID (the old record is deleted at once, so
-    /// a fixated ID is worthless), fresh timestamps and a fresh CSRF token. The session is
+    /// Establishes the session of `user_id`, whose password [`super::login::log_in`] just
+    /// checked: the session gets a new ID (the old record is deleted at once, so a fixated
+    /// ID is worthless), fresh timestamps and a fresh CSRF token. The session is
     /// registered under `credential_generation`, the account's generation read with the
     /// password hash that was checked; past the per-user limit the least recently used
     /// sessions end.
@@ -50,7 +51,7 @@ impl AppSession {
     /// the account's generation moved on or it was disabled since it was read; the user is
     /// then not logged in, the browser gets no cookie for the session and the store keeps
     /// no record of it.
-    pub async fn log_in(
+    pub async fn establish(
         &mut self,
         user_id: i64,
         credential_generation: i64,

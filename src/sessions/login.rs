@@ -185,7 +185,7 @@ pub async fn log_in(
         }
     };
     let started = session
-        .log_in(
+        .establish(
             user.id,
             user.credential_generation,
             attempt.remember,
