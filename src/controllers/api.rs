@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     errors::AppError,
-    sessions::{session::BackgroundCheck, AppSession},
+    sessions::lifecycle::{AppSession, BackgroundCheck},
     views::session::SessionView,
 };
 

@@ -12,9 +12,10 @@ use crate::{
     errors::AppError,
     models::users::RegistrationErrors,
     sessions::{
+        lifecycle::AppSession,
         login::{self, LoginAttempt, LoginOutcome},
         signup::{self, SignUpAttempt, SignUpOutcome},
-        AppSession, SessionError,
+        SessionError,
     },
 };
 

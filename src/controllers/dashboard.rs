@@ -6,7 +6,7 @@ use loco_rs::prelude::*;
 use crate::{
     controllers::{extract::CurrentUser, Shared},
     errors::AppError,
-    sessions::{AppSession, SessionError},
+    sessions::{lifecycle::AppSession, SessionError},
     views::session::SessionView,
 };
 

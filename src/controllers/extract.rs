@@ -26,8 +26,8 @@ use crate::{
     errors::AppError,
     models::{platforms, users},
     sessions::{
-        csrf, device::DeviceToken, layer::RequestSession, registry::EndReason, time, AppSession,
-        ClientInfo, SessionError, Sessions,
+        csrf, device::DeviceToken, layer::RequestSession, lifecycle::AppSession,
+        registry::EndReason, time, ClientInfo, SessionError, Sessions,
     },
 };
 

@@ -59,7 +59,7 @@ pub fn session_id_from_headers(headers: &HeaderMap, cookie_name: &str) -> Option
 #[derive(Debug, Clone, Copy)]
 pub struct ServeWithoutSession;
 
-/// Set by [`super::AppSession`] when the request belongs to a logged-in user, so the
+/// Set by [`super::lifecycle::AppSession`] when the request belongs to a logged-in user, so the
 /// middleware marks the response `Cache-Control: no-store`: a page behind login must not
 /// be kept by the browser's back button cache or by a shared proxy.
 #[derive(Debug, Clone, Default)]

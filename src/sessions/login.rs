@@ -25,9 +25,10 @@ use super::{
     device::DeviceToken,
     error::SessionError,
     hashing::{HashingError, RETRY_AFTER},
+    lifecycle::AppSession,
     throttle::{Attempt, Claimant, Reservation},
     time::now,
-    AppSession, Sessions,
+    Sessions,
 };
 use crate::models::users::{self, EmailAddress};
 

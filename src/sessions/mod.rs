@@ -19,7 +19,7 @@
 //! - Layer 3 (configuration): `settings.rs`
 //! - Layer 4 (components): `registry.rs`, `audit.rs`, `device.rs`, `throttle.rs`
 //! - Layer 5 (service): `mod.rs`
-//! - Layer 6 (lifecycle): `layer.rs`, `session.rs`, `lifecycle.rs`
+//! - Layer 6 (lifecycle): `layer.rs`, `lifecycle.rs`
 //! - Layer 7 (operations): `login.rs`, `signup.rs`, `maintenance.rs`, `monitoring.rs`
 //!
 //! **Foundations** import nothing of the library but each other:
@@ -71,11 +71,11 @@
 //! Loco context and shared by the middleware, the extractors, health checks and tasks.
 //!
 //! **Lifecycle**:
-//! - [`lifecycle`]: every way a session starts, rotates and ends (login, logout, expiry,
-//!   revocation of one, a user's or everyone's, password change, disabling), each writing
-//!   store, registry and audit trail in one order that leaves no half state; and the
-//!   query functions controllers read the registry through;
-//! - [`session`]: [`AppSession`], the typed extractor controllers use;
+//! - [`lifecycle`]: [`AppSession`](lifecycle::AppSession), the typed extractor
+//!   controllers use, and every way a session starts, rotates and ends (login, logout,
+//!   expiry, revocation of one, a user's or everyone's, password change, disabling), each
+//!   writing store, registry and audit trail in one order that leaves no half state; and
+//!   the query functions controllers read the registry through (why one file: its doc);
 //! - [`layer`]: the middleware that reads the cookie and saves what changed.
 //!
 //! **Operations**:
@@ -103,7 +103,6 @@ pub mod metrics;
 pub mod monitoring;
 pub mod policy;
 pub mod registry;
-pub mod session;
 pub mod settings;
 pub mod signup;
 pub mod stores;
@@ -133,7 +132,6 @@ pub use self::{
     data::ClientInfo,
     error::SessionError,
     keys::SessionRef,
-    session::AppSession,
     settings::{SessionConfig, StoreKind},
 };
 

@@ -1,6 +1,6 @@
 //! The current session as the dashboard and `/api/session` show it.
 
-use crate::sessions::{session::SessionSummary, time::rfc3339};
+use crate::sessions::{lifecycle::SessionSummary, time::rfc3339};
 
 /// The session as the dashboard and `/api/session` show it: times as RFC 3339 text.
 #[derive(Debug, Clone, serde::Serialize)]
