@@ -9,13 +9,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    controllers::extract::{AdminUser, CsrfForm, SessionLayer},
+    controllers::extract::{AdminUser, CsrfForm, SharedSessions},
     errors::AppError,
     models::{
         session_events, user_sessions,
         users::{self, EmailAddress},
     },
-    sessions::{registry::EndReason, SessionRef},
+    sessions::{events::EndReason, keys::SessionRef},
     views::admin as admin_view,
 };
 
@@ -50,7 +50,7 @@ const EVENTS_PER_PAGE: u64 = 25;
 async fn show(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     Query(query): Query<PageQuery>,
     AdminUser(mut admin): AdminUser,
 ) -> Result<Response, AppError> {
@@ -129,7 +129,7 @@ fn ended(count: usize) -> Response {
 #[debug_handler(state = AppContext)]
 async fn revoke_user(
     State(ctx): State<AppContext>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     AdminUser(admin): AdminUser,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Result<Response, AppError> {
@@ -156,7 +156,7 @@ async fn revoke_user(
 #[debug_handler(state = AppContext)]
 async fn revoke_session(
     State(ctx): State<AppContext>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     Path(session_ref): Path<String>,
     AdminUser(mut admin): AdminUser,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
@@ -182,7 +182,7 @@ async fn revoke_session(
 #[debug_handler(state = AppContext)]
 async fn disable_user(
     State(ctx): State<AppContext>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     AdminUser(admin): AdminUser,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Result<Response, AppError> {
@@ -206,7 +206,7 @@ async fn disable_user(
 
 #[debug_handler(state = AppContext)]
 async fn revoke_everyone(
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     AdminUser(admin): AdminUser,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {

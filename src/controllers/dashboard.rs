@@ -6,7 +6,7 @@ use loco_rs::prelude::*;
 use crate::{
     controllers::{extract::CurrentUser, Shared},
     errors::AppError,
-    sessions::{lifecycle::AppSession, SessionError},
+    sessions::{error::SessionError, lifecycle::AppSession},
     views::session::SessionView,
 };
 

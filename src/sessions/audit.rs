@@ -40,7 +40,7 @@ const QUEUE_CAPACITY: usize = 10_000;
 /// Rows per INSERT.
 const BATCH: usize = 200;
 
-pub use super::events::EventKind;
+use super::events::EventKind;
 
 /// Who acts on sessions, and from where: a user, and the client of their request.
 ///

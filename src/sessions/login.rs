@@ -20,10 +20,11 @@ use loco_rs::model::ModelError;
 use sea_orm::DatabaseConnection;
 
 use super::{
-    audit::{AuditEvent, EventKind, ThrottleWindow},
+    audit::{AuditEvent, ThrottleWindow},
     data::ClientInfo,
     device::DeviceToken,
     error::SessionError,
+    events::EventKind,
     hashing::{HashingError, RETRY_AFTER},
     lifecycle::AppSession,
     throttle::{Attempt, Claimant, Reservation},

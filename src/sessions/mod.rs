@@ -117,22 +117,21 @@ use tower_sessions::session::Id;
 
 use self::{
     audit::AuditLog,
+    data::ClientInfo,
     device::DeviceCookies,
+    error::SessionError,
     hashing::PasswordHashing,
+    keys::{IdHasher, SessionRef},
     registry::SessionRegistry,
+    settings::SessionConfig,
     stores::{
         encrypted::Encrypted,
-        hashed::{HashedIds, IdHasher},
+        hashed::HashedIds,
         limited::SizeLimited,
+        ops::{StoreError, StoreKind},
         Backend, Instrumented, StoreCounts, StoreHealth,
     },
     throttle::LoginThrottle,
-};
-pub use self::{
-    data::ClientInfo,
-    error::SessionError,
-    keys::SessionRef,
-    settings::{SessionConfig, StoreKind},
 };
 
 /// The store stack every request goes through, outside in: counted, size-limited, keyed
@@ -145,7 +144,7 @@ pub enum StartError {
     #[error(transparent)]
     Settings(#[from] settings::SettingsError),
     #[error(transparent)]
-    Store(#[from] stores::StoreError),
+    Store(#[from] StoreError),
 }
 
 /// The session layer of one running app.

@@ -19,7 +19,7 @@ use crate::models::_entities::{user_sessions, users};
 /// How long rows of ended sessions stay for the record.
 const ENDED_RETENTION_HOURS: i64 = 24;
 
-pub use super::events::EndReason;
+use super::events::EndReason;
 
 /// A session as the registry records it at login.
 #[derive(Debug, Clone)]

@@ -11,13 +11,14 @@ use loco_rs::environment::Environment;
 use serde::Deserialize;
 
 use super::client_address::{TrustedProxies, DEFAULT_TRUSTED_PROXIES};
+use super::keys::SessionSecret;
 use super::policy::{PolicyError, SessionPolicy};
 use super::stores::{encrypted::EncryptionKeys, redis::RedisConfig, StoreConfig};
 
 /// Shortest accepted `SESSION_SECRET`: the HMAC key for session refs needs 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
 
-pub use super::stores::ops::StoreKind;
+use super::stores::ops::StoreKind;
 
 /// `settings.sessions` as written in `config/{env}.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -327,8 +328,6 @@ impl SettingsError {
         }
     }
 }
-
-pub use super::keys::SessionSecret;
 
 /// How the session cookie is written, after the `__Host-` rules were checked.
 #[derive(Debug, Clone)]

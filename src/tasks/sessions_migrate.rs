@@ -9,7 +9,10 @@ use loco_rs::{
 };
 
 use super::args;
-use crate::sessions::{maintenance, settings::StoreKind, stores::Backend};
+use crate::sessions::{
+    maintenance,
+    stores::{ops::StoreKind, Backend},
+};
 
 const USAGE: &str = "from:STORE to:STORE (file, redis or database)";
 

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use tessera::{
     models::_entities::user_sessions,
-    sessions::{data::SessionData, StoreKind},
+    sessions::{data::SessionData, stores::ops::StoreKind},
     views::time::relative,
 };
 use tower_sessions::session_store::SessionStore;

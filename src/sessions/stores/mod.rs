@@ -33,11 +33,12 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
-pub use self::ops::{StoreError, StoreKind, StoreSweep};
-use self::redis::RedisConfig;
 use self::{
-    database::DatabaseStore, file::FileStore, memory::MemoryStore, ops::StoreOps,
-    redis::RedisSessionStore,
+    database::DatabaseStore,
+    file::FileStore,
+    memory::MemoryStore,
+    ops::{StoreError, StoreKind, StoreOps, StoreSweep},
+    redis::{RedisConfig, RedisSessionStore},
 };
 
 /// The configured store.
