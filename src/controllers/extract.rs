@@ -26,8 +26,8 @@ use crate::{
     errors::AppError,
     models::{platforms, users},
     sessions::{
-        csrf, data::ClientInfo, device::DeviceToken, error::SessionError, events::EndReason,
-        layer::RequestSession, lifecycle::AppSession, time, Sessions,
+        clock, csrf, data::ClientInfo, device::DeviceToken, error::SessionError, events::EndReason,
+        layer::RequestSession, lifecycle::AppSession, Sessions,
     },
 };
 
@@ -168,7 +168,9 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let SharedSessions(sessions) = SharedSessions::from_request_parts(parts, state).await?;
         Ok(Self(
-            sessions.devices().from_headers(&parts.headers, time::now()),
+            sessions
+                .devices()
+                .from_headers(&parts.headers, clock::now()),
         ))
     }
 }
@@ -186,7 +188,7 @@ pub struct FormToken {
 impl FormToken {
     fn of(parts: &Parts, sessions: &Sessions) -> Self {
         let tokens = sessions.form_tokens();
-        let now = time::now();
+        let now = clock::now();
         if let Some(cookie) = tokens.read(&parts.headers, now) {
             return Self {
                 token: tokens.token(&cookie),
@@ -297,7 +299,7 @@ async fn read_form<S: Send + Sync>(request: Request, state: &S) -> Result<(bool,
     let form_cookie = if session.user_id().is_none() {
         let SharedSessions(sessions) =
             SharedSessions::from_request_parts(&mut parts, state).await?;
-        let cookie = sessions.form_tokens().read(&parts.headers, time::now());
+        let cookie = sessions.form_tokens().read(&parts.headers, clock::now());
         cookie.map(|cookie| (sessions, cookie))
     } else {
         None

@@ -41,11 +41,11 @@
 use std::sync::Arc;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use time::OffsetDateTime;
 use tower_sessions::{session_store::SessionStore, Expiry, Session};
 
 use super::{
     audit::{Actor, AuditCounts, AuditEvent},
+    clock::{now, offset_time, sql_time, UnixTime},
     csrf,
     data::{ClientInfo, SessionData, MIGRATED},
     error::SessionError,
@@ -54,7 +54,6 @@ use super::{
     layer::RequestSession,
     policy::Verdict,
     registry::{store_key_of, NewEntry, Registration},
-    time::{chrono_time, now, UnixTime},
     Sessions,
 };
 use crate::models::_entities::user_sessions;
@@ -343,8 +342,9 @@ impl AppSession {
     /// record tower-sessions loads, so it is set again on every write, here and only here.
     async fn write(&self, data: &SessionData) -> Result<(), SessionError> {
         let store_expiry = self.expires_at(data).saturating_add(STORE_GRACE_SECS);
-        let expires_at = OffsetDateTime::from_unix_timestamp(store_expiry)
-            .map_err(|e| SessionError::Corrupt(e.to_string()))?;
+        let expires_at = offset_time(store_expiry).ok_or_else(|| {
+            SessionError::Corrupt(format!("expiry {store_expiry} is out of range"))
+        })?;
         self.session
             .set_expiry(Some(Expiry::AtDateTime(expires_at)));
         self.session.insert(SessionData::KEY, data).await?;
@@ -455,7 +455,7 @@ impl AppSession {
                     session_ref: session_ref.clone(),
                     store_key: key,
                     store: self.store_name(),
-                    expires_at: chrono_time(self.expires_at(&data)),
+                    expires_at: sql_time(self.expires_at(&data)),
                     user_agent: client.user_agent.clone(),
                     ip: client.ip.clone(),
                     credential_generation,
@@ -634,7 +634,7 @@ impl AppSession {
         let (Some(_), Some(session_ref)) = (data.user_id, self.session_ref()) else {
             return true;
         };
-        let expires_at = chrono_time(self.expires_at(data));
+        let expires_at = sql_time(self.expires_at(data));
         match self
             .sessions
             .registry()

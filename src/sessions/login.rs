@@ -21,6 +21,7 @@ use sea_orm::DatabaseConnection;
 
 use super::{
     audit::{AuditEvent, ThrottleWindow},
+    clock::now,
     data::ClientInfo,
     device::DeviceToken,
     error::SessionError,
@@ -28,7 +29,6 @@ use super::{
     hashing::{HashingError, RETRY_AFTER},
     lifecycle::AppSession,
     throttle::{Attempt, Claimant, Reservation},
-    time::now,
     Sessions,
 };
 use crate::models::users::{self, EmailAddress};

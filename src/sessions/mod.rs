@@ -10,7 +10,7 @@
 //! `crate::controllers`. `scripts/check-layers` (run by `scripts/test`, so by CI) reads
 //! this list and enforces it; every file of the library is in exactly one layer:
 //!
-//! - Layer 1 (foundations): `time.rs`, `keys.rs`, `events.rs`, `policy.rs`,
+//! - Layer 1 (foundations): `clock.rs`, `keys.rs`, `events.rs`, `policy.rs`,
 //!   `client_address.rs`, `data.rs`, `csrf.rs`, `cookies.rs`, `hashing.rs`, `error.rs`,
 //!   `metrics.rs`, `stores/ops.rs`
 //! - Layer 2 (stores): `stores/mod.rs`, `stores/cluster.rs`, `stores/database.rs`,
@@ -23,7 +23,9 @@
 //! - Layer 7 (operations): `login.rs`, `signup.rs`, `maintenance.rs`, `monitoring.rs`
 //!
 //! **Foundations** import nothing of the library but each other:
-//! - [`time`]: Unix seconds, the unit of every session timestamp, and their text forms;
+//! - [`clock`]: the one clock ([`clock::now`]) and the one representation of time inside
+//!   the library, Unix seconds, with the conversions at its edges (tower-sessions'
+//!   `OffsetDateTime`, SeaORM's `chrono`);
 //! - [`keys`]: the [`SessionSecret`](keys::SessionSecret), and the two names an
 //!   [`IdHasher`] derives from a cookie's ID: the
 //!   [`StoreKey`](keys::StoreKey) the record is filed under (a type of its own, never
@@ -87,6 +89,7 @@
 
 pub mod audit;
 pub mod client_address;
+pub mod clock;
 pub mod cookies;
 pub mod csrf;
 pub mod data;
@@ -107,7 +110,6 @@ pub mod settings;
 pub mod signup;
 pub mod stores;
 pub mod throttle;
-pub mod time;
 
 use std::sync::Arc;
 

@@ -6,13 +6,14 @@
 //! for the admin page), rows whose session has expired or is gone from the store are
 //! pruned by [`SessionRegistry::prune`]. Nothing here grows forever.
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset};
 use sea_orm::{
     sea_query::Expr, ActiveValue, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tower_sessions::session_store::SessionStore;
 
+use super::clock::{now, sql_time};
 use super::keys::{SessionRef, StoreKey};
 use crate::models::_entities::{user_sessions, users};
 
@@ -67,10 +68,6 @@ pub struct SessionRegistry {
     db: DatabaseConnection,
 }
 
-fn now() -> DateTime<FixedOffset> {
-    Utc::now().fixed_offset()
-}
-
 /// Parses a row's stored key back into a [`StoreKey`].
 #[must_use]
 pub fn store_key_of(row: &user_sessions::Model) -> Option<StoreKey> {
@@ -113,7 +110,7 @@ impl SessionRegistry {
             txn.rollback().await?;
             return Ok(Registration::CredentialsChanged);
         }
-        let now = now();
+        let now = sql_time(now());
         user_sessions::Entity::insert(user_sessions::ActiveModel {
             created_at: ActiveValue::Set(now),
             updated_at: ActiveValue::Set(now),
@@ -144,7 +141,7 @@ impl SessionRegistry {
         user_sessions::Entity::find()
             .filter(user_sessions::Column::UserId.eq(user_id))
             .filter(user_sessions::Column::EndedAt.is_null())
-            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+            .filter(user_sessions::Column::ExpiresAt.gt(sql_time(now())))
     }
 
     /// Records activity (called at most once per touch interval per session); whether the
@@ -158,7 +155,7 @@ impl SessionRegistry {
         session_ref: &SessionRef,
         expires_at: DateTime<FixedOffset>,
     ) -> Result<bool, DbErr> {
-        let now = now();
+        let now = sql_time(now());
         let touched = user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::LastSeenAt, Expr::value(now))
             .col_expr(user_sessions::Column::ExpiresAt, Expr::value(expires_at))
@@ -186,7 +183,7 @@ impl SessionRegistry {
         new_key: StoreKey,
         credential_generation: i64,
     ) -> Result<bool, DbErr> {
-        let now = now();
+        let now = sql_time(now());
         let moved = user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::SessionRef, Expr::value(new.as_str()))
             .col_expr(
@@ -214,7 +211,7 @@ impl SessionRegistry {
     /// # Errors
     /// A database error.
     pub async fn end(&self, session_ref: &SessionRef, reason: EndReason) -> Result<bool, DbErr> {
-        let now = now();
+        let now = sql_time(now());
         let ended = user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::EndedAt, Expr::value(now))
             .col_expr(
@@ -238,7 +235,7 @@ impl SessionRegistry {
         Ok(user_sessions::Entity::find()
             .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
             .filter(user_sessions::Column::EndedAt.is_null())
-            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+            .filter(user_sessions::Column::ExpiresAt.gt(sql_time(now())))
             .count(&self.db)
             .await?
             > 0)
@@ -277,7 +274,7 @@ impl SessionRegistry {
     pub async fn live(&self) -> Result<Vec<user_sessions::Model>, DbErr> {
         user_sessions::Entity::find()
             .filter(user_sessions::Column::EndedAt.is_null())
-            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+            .filter(user_sessions::Column::ExpiresAt.gt(sql_time(now())))
             .all(&self.db)
             .await
     }
@@ -292,7 +289,7 @@ impl SessionRegistry {
             .column(user_sessions::Column::Store)
             .column_as(user_sessions::Column::Id.count(), "count")
             .filter(user_sessions::Column::EndedAt.is_null())
-            .filter(user_sessions::Column::ExpiresAt.gt(now()))
+            .filter(user_sessions::Column::ExpiresAt.gt(sql_time(now())))
             .group_by(user_sessions::Column::Store)
             .order_by_asc(user_sessions::Column::Store)
             .into_tuple()
@@ -333,7 +330,7 @@ impl SessionRegistry {
     /// A database error.
     pub async fn prune<S: SessionStore>(&self, store: &S) -> Result<PruneReport, DbErr> {
         let mut report = PruneReport::default();
-        let now = now();
+        let now = sql_time(now());
         let open = user_sessions::Entity::find()
             .filter(user_sessions::Column::EndedAt.is_null())
             .all(&self.db)

@@ -1,6 +1,7 @@
 //! The current session as the dashboard and `/api/session` show it.
 
-use crate::sessions::{lifecycle::SessionSummary, time::rfc3339};
+use super::time::rfc3339;
+use crate::sessions::lifecycle::SessionSummary;
 
 /// The session as the dashboard and `/api/session` show it: times as RFC 3339 text.
 #[derive(Debug, Clone, serde::Serialize)]
