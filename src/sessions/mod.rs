@@ -46,7 +46,8 @@
 //!   store wrapper and the HTTP stack, and the rendering of scrape-time readings;
 //! - [`stores::ops`]: store kinds, store errors and [`stores::ops::StoreOps`], what every
 //!   store offers beyond tower-sessions' `SessionStore` (kind, create-if-absent, keys,
-//!   sweep, usage, ping), and [`stores::ops::create_unique`], every store's `create`.
+//!   sweep, usage, ping), [`stores::ops::is_live`], the one expiry check of a record, and
+//!   [`stores::ops::create_unique`], every store's `create`.
 //!
 //! **Stores**: [`stores`], one file per store (memory, file, Redis, database), each
 //! implementing `SessionStore` and `StoreOps`, and the wrappers composed around them:
