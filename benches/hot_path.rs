@@ -29,13 +29,10 @@ use tessera::middleware::request_id::RequestIdLayer;
 use tessera::sessions::{
     client_address::TrustedProxies,
     data::SessionData,
+    keys::{IdHasher, SessionSecret},
     layer::session_id_from_headers,
     policy::SessionPolicy,
-    settings::SessionSecret,
-    stores::{
-        encrypted::{Encrypted, EncryptionKeys},
-        hashed::IdHasher,
-    },
+    stores::encrypted::{Encrypted, EncryptionKeys},
 };
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;

@@ -15,14 +15,14 @@ use std::{
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use serde_json::json;
 use tessera::sessions::{
-    settings::{RedisConfig, SessionSecret},
+    keys::{IdHasher, SessionSecret},
     stores::{
         encrypted::{Encrypted, EncryptionKeys},
         file::FileStore,
-        hashed::{HashedIds, IdHasher},
+        hashed::HashedIds,
         memory::MemoryStore,
         ops::StoreOps,
-        redis::RedisSessionStore,
+        redis::{RedisConfig, RedisSessionStore},
         Backend,
     },
 };

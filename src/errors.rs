@@ -11,7 +11,7 @@ use sea_orm::{ConnAcquireErr, DbErr};
 
 use crate::{
     models::users::AccountError,
-    sessions::{hashing::HashingError, login::LoginError, SessionError},
+    sessions::{error::SessionError, hashing::HashingError, login::LoginError},
 };
 
 /// How long a visitor is asked to wait when the app is too busy to answer.

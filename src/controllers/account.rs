@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::{
     controllers::{
         auth::{with_retry_after, BUSY},
-        extract::{Client, CsrfForm, CurrentUser, DeviceCookie, SessionLayer},
+        extract::{Client, CsrfForm, CurrentUser, DeviceCookie, SharedSessions},
     },
     errors::AppError,
     models::users::{check_new_password, AccountError},
@@ -56,7 +56,7 @@ async fn show(
 async fn change_password(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     Client(client): Client,
     DeviceCookie(device): DeviceCookie,
     mut current: CurrentUser,

@@ -9,15 +9,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    controllers::extract::{AdminUser, CsrfForm, SessionLayer},
+    controllers::extract::{AdminUser, CsrfForm, SharedSessions},
     errors::AppError,
     models::{
         session_events,
         users::{self, EmailAddress},
     },
     sessions::{
-        registry::{EndReason, EXACT_LIVE_COUNT, FILTER_ACCOUNTS},
-        SessionRef,
+        events::EndReason,
+        keys::SessionRef,
+        registry::{EXACT_LIVE_COUNT, FILTER_ACCOUNTS},
     },
     views::admin as admin_view,
 };
@@ -70,7 +71,7 @@ fn parse_before(before: Option<&str>) -> Result<Option<i64>, AppError> {
 async fn show(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     Query(query): Query<PageQuery>,
     AdminUser(mut admin): AdminUser,
 ) -> Result<Response, AppError> {
@@ -147,7 +148,7 @@ fn ended(count: usize) -> Response {
 #[debug_handler(state = AppContext)]
 async fn revoke_user(
     State(ctx): State<AppContext>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     AdminUser(admin): AdminUser,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Result<Response, AppError> {
@@ -173,7 +174,7 @@ async fn revoke_user(
 /// Ends one session, whoever's it is. The admin's own session is a logout.
 #[debug_handler(state = AppContext)]
 async fn revoke_session(
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     Path(session_ref): Path<String>,
     AdminUser(mut admin): AdminUser,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
@@ -199,7 +200,7 @@ async fn revoke_session(
 #[debug_handler(state = AppContext)]
 async fn disable_user(
     State(ctx): State<AppContext>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     AdminUser(admin): AdminUser,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Result<Response, AppError> {
@@ -223,7 +224,7 @@ async fn disable_user(
 
 #[debug_handler(state = AppContext)]
 async fn revoke_everyone(
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     AdminUser(admin): AdminUser,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {

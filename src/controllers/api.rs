@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::{
     errors::AppError,
-    sessions::{session::BackgroundCheck, AppSession},
+    sessions::lifecycle::{AppSession, BackgroundCheck},
+    views::session::SessionView,
 };
 
 #[derive(Debug, Serialize)]
@@ -23,7 +24,10 @@ struct SessionStatus {
 
 #[debug_handler]
 async fn session_status(session: AppSession) -> Result<Response, AppError> {
-    let view = session.view().filter(|v| v.authenticated);
+    let view = session
+        .summary()
+        .map(SessionView::from)
+        .filter(|v| v.authenticated);
     let status = match view {
         // The view's strings move into the answer; nothing is built twice.
         Some(view) => SessionStatus {

@@ -7,14 +7,15 @@ use serde::Deserialize;
 
 use crate::{
     controllers::extract::{
-        AnonymousForm, Client, CsrfForm, DeviceCookie, FormToken, SessionLayer,
+        AnonymousForm, Client, CsrfForm, DeviceCookie, FormToken, SharedSessions,
     },
     errors::AppError,
     models::users::RegistrationErrors,
     sessions::{
+        error::SessionError,
+        lifecycle::AppSession,
         login::{self, LoginAttempt, LoginOutcome},
         signup::{self, SignUpAttempt, SignUpOutcome},
-        AppSession, SessionError,
     },
 };
 
@@ -117,7 +118,7 @@ fn login_refused(
 async fn login(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     Client(client): Client,
     DeviceCookie(device): DeviceCookie,
     form_token: FormToken,
@@ -278,7 +279,7 @@ fn render_register(
 async fn register(
     State(ctx): State<AppContext>,
     ViewEngine(v): ViewEngine<TeraView>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     Client(client): Client,
     form_token: FormToken,
     form: AnonymousForm<RegisterFields>,

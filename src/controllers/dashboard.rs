@@ -6,7 +6,8 @@ use loco_rs::prelude::*;
 use crate::{
     controllers::{extract::CurrentUser, Shared},
     errors::AppError,
-    sessions::{AppSession, SessionError},
+    sessions::{error::SessionError, lifecycle::AppSession},
+    views::session::SessionView,
 };
 
 /// `/`: the dashboard when logged in, else the login page.
@@ -22,7 +23,11 @@ async fn dashboard(
     mut current: CurrentUser,
 ) -> Result<Response, AppError> {
     let layout = current.layout().await?;
-    let session = current.session.view().ok_or(AppError::LoginRequired)?;
+    let session = current
+        .session
+        .summary()
+        .map(SessionView::from)
+        .ok_or(AppError::LoginRequired)?;
     Ok(format::render().view(
         &v,
         "dashboard/show.html",

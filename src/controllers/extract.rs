@@ -26,8 +26,8 @@ use crate::{
     errors::AppError,
     models::{platforms, users},
     sessions::{
-        csrf, device::DeviceToken, layer::RequestSession, registry::EndReason, time, AppSession,
-        ClientInfo, SessionError, Sessions,
+        clock, csrf, data::ClientInfo, device::DeviceToken, error::SessionError, events::EndReason,
+        layer::RequestSession, lifecycle::AppSession, Sessions,
     },
 };
 
@@ -125,12 +125,13 @@ impl FromRequestParts<AppContext> for AdminUser {
     }
 }
 
-/// The app's session layer, for handlers that manage sessions other than their own
-/// (revocation, the admin page).
+/// The app's [`Sessions`], shared by every request, for handlers that manage sessions
+/// other than their own (revocation, the admin page, health). Not the tower layer
+/// (`sessions::layer::SessionLayer`), which installs it.
 #[derive(Debug, Clone)]
-pub struct SessionLayer(pub Arc<Sessions>);
+pub struct SharedSessions(pub Arc<Sessions>);
 
-impl<S: Send + Sync> FromRequestParts<S> for SessionLayer {
+impl<S: Send + Sync> FromRequestParts<S> for SharedSessions {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
@@ -151,7 +152,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
-        let SessionLayer(sessions) = SessionLayer::from_request_parts(parts, state).await?;
+        let SharedSessions(sessions) = SharedSessions::from_request_parts(parts, state).await?;
         Ok(Self(sessions.client(parts)))
     }
 }
@@ -165,9 +166,11 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
-        let SessionLayer(sessions) = SessionLayer::from_request_parts(parts, state).await?;
+        let SharedSessions(sessions) = SharedSessions::from_request_parts(parts, state).await?;
         Ok(Self(
-            sessions.devices().from_headers(&parts.headers, time::now()),
+            sessions
+                .devices()
+                .from_headers(&parts.headers, clock::now()),
         ))
     }
 }
@@ -185,7 +188,7 @@ pub struct FormToken {
 impl FormToken {
     fn of(parts: &Parts, sessions: &Sessions) -> Self {
         let tokens = sessions.form_tokens();
-        let now = time::now();
+        let now = clock::now();
         if let Some(cookie) = tokens.read(&parts.headers, now) {
             return Self {
                 token: tokens.token(&cookie),
@@ -226,7 +229,7 @@ impl<S: Send + Sync> FromRequestParts<S> for FormToken {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
-        let SessionLayer(sessions) = SessionLayer::from_request_parts(parts, state).await?;
+        let SharedSessions(sessions) = SharedSessions::from_request_parts(parts, state).await?;
         Ok(Self::of(parts, &sessions))
     }
 }
@@ -294,8 +297,9 @@ async fn read_form<S: Send + Sync>(request: Request, state: &S) -> Result<(bool,
     // A live session's forms must carry its own token: a double-submit pair obtained by
     // an attacker and planted in the victim's browser cannot act for the session.
     let form_cookie = if session.user_id().is_none() {
-        let SessionLayer(sessions) = SessionLayer::from_request_parts(&mut parts, state).await?;
-        let cookie = sessions.form_tokens().read(&parts.headers, time::now());
+        let SharedSessions(sessions) =
+            SharedSessions::from_request_parts(&mut parts, state).await?;
+        let cookie = sessions.form_tokens().read(&parts.headers, clock::now());
         cookie.map(|cookie| (sessions, cookie))
     } else {
         None

@@ -8,7 +8,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    controllers::extract::{AdminUser, SessionLayer},
+    controllers::extract::{AdminUser, SharedSessions},
     errors::AppError,
     sessions::{metrics, monitoring},
 };
@@ -43,7 +43,7 @@ struct Status {
 #[debug_handler(state = AppContext)]
 async fn health(
     State(ctx): State<AppContext>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     headers: HeaderMap,
     admin: Result<AdminUser, AppError>,
 ) -> Response {
@@ -105,7 +105,7 @@ fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
 #[debug_handler(state = AppContext)]
 async fn prometheus(
     State(ctx): State<AppContext>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     headers: HeaderMap,
     admin: Result<AdminUser, AppError>,
 ) -> Result<Response, AppError> {

@@ -4,16 +4,16 @@ use axum::{extract::Path, response::Redirect};
 use loco_rs::prelude::*;
 
 use crate::{
-    controllers::extract::{CsrfForm, CurrentUser, SessionLayer},
+    controllers::extract::{CsrfForm, CurrentUser, SharedSessions},
     errors::AppError,
-    sessions::{events::EndReason, SessionRef},
-    views::sessions::SessionRow,
+    sessions::{events::EndReason, keys::SessionRef},
+    views::sessions::OwnSessionRow,
 };
 
 #[debug_handler(state = AppContext)]
 async fn index(
     ViewEngine(v): ViewEngine<TeraView>,
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     mut current: CurrentUser,
 ) -> Result<Response, AppError> {
     let layout = current.layout().await?;
@@ -21,7 +21,7 @@ async fn index(
     let rows = sessions.live_sessions_of(current.user.id).await?;
     let list: Vec<_> = rows
         .iter()
-        .map(|row| SessionRow::of(row, current_ref.as_ref()))
+        .map(|row| OwnSessionRow::of(row, current_ref.as_ref()))
         .collect();
     Ok(format::render().view(
         &v,
@@ -32,7 +32,7 @@ async fn index(
 
 #[debug_handler(state = AppContext)]
 async fn revoke(
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     Path(session_ref): Path<String>,
     mut current: CurrentUser,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
@@ -56,7 +56,7 @@ async fn revoke(
 
 #[debug_handler(state = AppContext)]
 async fn revoke_others(
-    SessionLayer(sessions): SessionLayer,
+    SharedSessions(sessions): SharedSessions,
     mut current: CurrentUser,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {

@@ -57,7 +57,7 @@ impl Initializer for SessionsInitializer {
         crate::sessions::metrics::spawn_upkeep();
         let config = sessions.config();
         tracing::info!(
-            store = %config.store,
+            store = %config.store.kind,
             cookie = %config.cookie.name,
             idle_timeout_secs = config.policy.idle_timeout().as_secs(),
             absolute_lifetime_secs = config.policy.absolute_lifetime().as_secs(),

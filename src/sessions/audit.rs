@@ -42,7 +42,7 @@ const BATCH: usize = 200;
 /// Values one statement binds, at most (SQLite allows 32,766, PostgreSQL 65,535).
 pub const MAX_BOUND_VALUES: usize = 1_000;
 
-pub use super::events::EventKind;
+use super::events::EventKind;
 
 /// Who acts on sessions, and from where: a user, and the client of their request.
 ///

@@ -1,5 +1,5 @@
 //! What Tessera keeps in a session record. The browser never sees any of it: its cookie
-//! holds only the record's ID. Timestamps are Unix seconds (`time::UnixTime`).
+//! holds only the record's ID. Timestamps are Unix seconds (`clock::UnixTime`).
 //!
 //! A leaf but for [`super::client_address`], another leaf, which resolves a request's
 //! address.

@@ -36,7 +36,7 @@ use rand::RngCore;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{cookies::request_cookies, keys::SessionSecret, time::UnixTime};
+use super::{clock::UnixTime, cookies::request_cookies, keys::SessionSecret};
 
 /// Bytes of the account hash, the nonce and the signature (128 bits each).
 const PART: usize = 16;

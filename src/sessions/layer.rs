@@ -26,11 +26,10 @@ use axum::{
 };
 use cookie::{Cookie, SameSite};
 use futures::future::BoxFuture;
-use time::OffsetDateTime;
 use tower::{Layer, Service};
 use tower_sessions::{session::Id, Session};
 
-use super::{data::SessionData, error::SessionError, Sessions};
+use super::{clock::offset_time, data::SessionData, error::SessionError, Sessions};
 
 /// Length of a session ID in the cookie: 128 bits in URL-safe base64.
 pub const ID_LEN: usize = 22;
@@ -59,7 +58,7 @@ pub fn session_id_from_headers(headers: &HeaderMap, cookie_name: &str) -> Option
 #[derive(Debug, Clone, Copy)]
 pub struct ServeWithoutSession;
 
-/// Set by [`super::AppSession`] when the request belongs to a logged-in user, so the
+/// Set by [`super::lifecycle::AppSession`] when the request belongs to a logged-in user, so the
 /// middleware marks the response `Cache-Control: no-store`: a page behind login must not
 /// be kept by the browser's back button cache or by a shared proxy.
 #[derive(Debug, Clone, Default)]
@@ -232,7 +231,7 @@ fn session_cookie(sessions: &Sessions, id: Id, data: Option<&SessionData>) -> Co
     let mut cookie = base_cookie(sessions, id.to_string());
     if let Some(data) = data.filter(|d| d.remember) {
         let deadline = sessions.config().policy.absolute_deadline(data.created_at);
-        if let Ok(expires) = OffsetDateTime::from_unix_timestamp(deadline) {
+        if let Some(expires) = offset_time(deadline) {
             cookie.set_expires(expires);
         }
     }

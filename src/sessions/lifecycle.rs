@@ -3,7 +3,7 @@
 //! Each operation writes the store, the registry and the audit trail in one order, chosen
 //! so that a step that fails leaves no half state behind:
 //!
-//! - **start** ([`AppSession::log_in`]): store, then registry, then audit. When the
+//! - **start** ([`AppSession::establish`]): store, then registry, then audit. When the
 //!   registry refuses the new session its record is deleted again and no cookie is issued:
 //!   a session the registry does not know could never be listed or revoked.
 //! - **rotate** ([`AppSession::rotate`]): store, then registry; a registry failure ends the
@@ -22,25 +22,383 @@
 //!
 //! Controllers call these and the query functions at the end ([`Sessions::live_sessions_of`]
 //! and friends); they never reach the registry or the audit trail directly.
+//!
+//! # Why [`AppSession`] lives here, whole
+//!
+//! [`AppSession`] is the one typed door to the request's session: controllers ask it who
+//! is logged in, for the CSRF token, to log in or out, to rotate the ID or switch
+//! platform, and never touch record keys, the registry or the audit trail. Its struct and
+//! every method are in this file, reading and lifecycle alike, because they cannot be
+//! told apart: reading the session ([`AppSession::load`]) is where expiry, a stolen
+//! cookie, an unreadable or a revoked record are found, and each of those ends the
+//! session, writing store, registry and trail in the order above. Split over two files,
+//! the reading half would have to call the ending half and the ending half would need the
+//! struct, one file importing the other both ways; or the reading half would write
+//! lifecycle events itself, and this file would no longer be their only writer. The
+//! revocations that need no request (`impl Sessions` at the end) sit beside it for the
+//! same reason: one file writes every lifecycle event.
 
-use tower_sessions::session_store::SessionStore;
+use std::sync::Arc;
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use tower_sessions::{session_store::SessionStore, Expiry, Session};
 
 use super::{
     audit::{Actor, AuditCounts, AuditEvent},
+    clock::{now, offset_time, sql_time, UnixTime},
     csrf,
     data::{ClientInfo, SessionData, MIGRATED},
     error::SessionError,
     events::{EndReason, EventKind},
     keys::{SessionRef, StoreKey},
+    layer::RequestSession,
+    policy::Verdict,
     registry::{store_key_of, LiveCounts, LiveTable, NewEntry, Registration},
-    time::{chrono_time, now},
-    AppSession, Sessions,
+    Sessions,
 };
 use crate::models::_entities::user_sessions;
 
+/// The current request's session, already checked against the policy: an expired session
+/// has been deleted and reads as anonymous, a live one had its activity recorded if the
+/// touch interval had passed.
+///
+/// ```ignore
+/// async fn dashboard(session: AppSession) -> Result<Response, AppError> {
+///     let user_id = session.user_id().ok_or(AppError::LoginRequired)?;
+///     ...
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AppSession {
+    session: Session,
+    sessions: Arc<Sessions>,
+    data: Option<SessionData>,
+    /// The client of the request at hand, which the trail compares with the session's.
+    request_client: ClientInfo,
+}
+
+/// The session as it stands, for the pages that show it (`crate::views::session` shapes
+/// it): plain values, so the library knows nothing of pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// `None` for a session without a login (one that holds only a CSRF token).
+    pub user_id: Option<i64>,
+    pub active_platform_id: Option<i64>,
+    pub created_at: UnixTime,
+    pub last_activity: UnixTime,
+    /// When the policy ends it, unless it is used again (idle timeout) first.
+    pub expires_at: UnixTime,
+    /// Whether "remember me" was ticked.
+    pub persistent: bool,
+    /// The store's name: memory, file, redis or database.
+    pub store: &'static str,
+}
+
+/// Whether reading the session is the user's activity. An open tab's background status
+/// check is not: if it touched the session, a forgotten tab would keep it alive forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    User,
+    Background,
+}
+
+/// How long a store keeps a record past the moment the policy ends it. Within this
+/// window the app itself finds the session expired, so it can say why (idle or absolute)
+/// in the registry and the audit trail; after it the store drops the record by itself.
+pub const STORE_GRACE_SECS: i64 = 60;
+
 impl AppSession {
-    /// Logs `user_id` in: the session gets a new ID (the old record is deleted at once, so
-    /// a fixated ID is worthless), fresh timestamps and a fresh CSRF token. The session is
+    /// Loads the session behind `session` and applies the policy to it, for a request
+    /// from `client`; only [`Activity::User`] counts towards the idle timeout.
+    ///
+    /// # Errors
+    /// [`SessionError::StoreUnavailable`] when the store does not answer.
+    pub async fn load(
+        session: Session,
+        sessions: Arc<Sessions>,
+        client: &ClientInfo,
+        activity: Activity,
+    ) -> Result<Self, SessionError> {
+        use tower_sessions::{session::Error, session_store::Error as StoreError};
+        let read = session.get::<SessionData>(SessionData::KEY).await;
+        let mut this = Self {
+            session,
+            sessions,
+            data: None,
+            request_client: client.clone(),
+        };
+        let stored = match read {
+            Ok(data) => data,
+            // A record that cannot be decoded or opened is no session, never an error page.
+            Err(Error::SerdeJson(e)) => {
+                this.discard_unreadable(&e.to_string()).await?;
+                return Ok(this);
+            }
+            Err(Error::Store(StoreError::Decode(reason))) => {
+                this.discard_unreadable(&reason).await?;
+                return Ok(this);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(mut data) = stored else {
+            return Ok(this);
+        };
+        if !this.confirm_migrated(&data).await? {
+            return Ok(this);
+        }
+        if !this.is_same_browser(&data, client) {
+            // The ID is being used from another browser than the one that logged in: a
+            // stolen cookie, most likely. End the session for both.
+            this.data = Some(data);
+            this.end(EndReason::FingerprintMismatch).await?;
+            return Ok(this);
+        }
+        let now = now();
+        let verdict = this
+            .sessions
+            .config()
+            .policy
+            .judge(data.created_at, data.last_activity, now);
+        match verdict {
+            Verdict::Live { touch } => {
+                if touch && activity == Activity::User {
+                    data.last_activity = now;
+                    this.write(&data).await?;
+                    if !this.record_touch(&data).await {
+                        this.forget_ended().await?;
+                        return Ok(this);
+                    }
+                }
+                this.data = Some(data);
+            }
+            Verdict::IdleExpired => {
+                this.data = Some(data);
+                this.end(EndReason::IdleExpired).await?;
+            }
+            Verdict::AbsoluteExpired => {
+                this.data = Some(data);
+                this.end(EndReason::AbsoluteExpired).await?;
+            }
+        }
+        Ok(this)
+    }
+
+    /// Whether `client` is the browser that logged in. The record was sealed with the user
+    /// agent and address of that browser beside their fingerprint, so the same user agent
+    /// (from the same address, when the fingerprint binds it) is the same fingerprint, and
+    /// the keyed hash is computed only when they differ.
+    fn is_same_browser(&self, data: &SessionData, client: &ClientInfo) -> bool {
+        if data.fingerprint.is_empty() {
+            return true;
+        }
+        let same_network =
+            !self.sessions.config().fingerprint.bind_ip_prefix || data.ip == client.ip;
+        (same_network && data.user_agent == client.user_agent)
+            || self.sessions.fingerprint_matches(&data.fingerprint, client)
+    }
+
+    /// The logged-in user, if any.
+    #[must_use]
+    pub fn user_id(&self) -> Option<i64> {
+        self.data.as_ref().and_then(|d| d.user_id)
+    }
+
+    /// The active platform connection, if any.
+    #[must_use]
+    pub fn active_platform_id(&self) -> Option<i64> {
+        self.data.as_ref().and_then(|d| d.active_platform_id)
+    }
+
+    /// How logs, SQL and URLs name this session; `None` before it has a record.
+    #[must_use]
+    pub fn session_ref(&self) -> Option<SessionRef> {
+        self.session.id().map(|id| self.sessions.session_ref(&id))
+    }
+
+    /// The configured store's name: memory, file or redis.
+    #[must_use]
+    pub fn store_name(&self) -> &'static str {
+        self.sessions.store_kind().name()
+    }
+
+    /// The account's credential generation this session was opened with (or carried over
+    /// from the last password change); `None` without a logged-in session.
+    #[must_use]
+    pub fn credential_generation(&self) -> Option<i64> {
+        self.data
+            .as_ref()
+            .filter(|d| d.user_id.is_some())
+            .map(|d| d.credential_generation)
+    }
+
+    /// The logged-in user acting from this request's client (for the trail of what they
+    /// do to sessions); `None` without a logged-in session.
+    #[must_use]
+    pub fn actor(&self) -> Option<Actor> {
+        self.user_id().map(|user_id| Actor {
+            user_id,
+            client: self.request_client.clone(),
+        })
+    }
+
+    /// The browser this session was started from.
+    #[must_use]
+    pub fn client(&self) -> ClientInfo {
+        self.data
+            .as_ref()
+            .map(|d| ClientInfo::new(&d.user_agent, d.ip.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The session's CSRF token; `None` without a session. Anonymous forms (login,
+    /// register) use a signed double-submit token instead ([`super::csrf::form_token`]):
+    /// a visitor who is not logged in gets no record in the store.
+    #[must_use]
+    pub fn csrf_token(&self) -> Option<&str> {
+        self.data.as_ref().map(|d| d.csrf_token.as_str())
+    }
+
+    /// Whether `submitted` is this session's CSRF token.
+    #[must_use]
+    pub fn verify_csrf(&self, submitted: &str) -> bool {
+        self.data
+            .as_ref()
+            .is_some_and(|d| csrf::tokens_match(&d.csrf_token, submitted))
+    }
+
+    /// Makes `platform_id` the session's active platform connection.
+    ///
+    /// # Errors
+    /// When the session cannot be written.
+    pub async fn set_active_platform(
+        &mut self,
+        platform_id: Option<i64>,
+    ) -> Result<(), SessionError> {
+        let Some(mut data) = self.data.clone() else {
+            return Ok(());
+        };
+        if data.active_platform_id == platform_id {
+            return Ok(());
+        }
+        data.active_platform_id = platform_id;
+        self.write(&data).await?;
+        self.audit_platform_switch(platform_id);
+        self.data = Some(data);
+        Ok(())
+    }
+
+    /// Leaves `text` for the next page this session is shown ("flash"), e.g. after a
+    /// redirect. Only for logged-in sessions; a later message replaces an unseen one.
+    ///
+    /// # Errors
+    /// When the session cannot be written.
+    pub async fn flash(&mut self, text: impl Into<String>) -> Result<(), SessionError> {
+        let Some(mut data) = self.data.clone().filter(|d| d.user_id.is_some()) else {
+            return Ok(());
+        };
+        data.flash = Some(text.into());
+        self.write(&data).await?;
+        self.data = Some(data);
+        Ok(())
+    }
+
+    /// The flash message left for this page, if any, removed so that it shows once.
+    ///
+    /// # Errors
+    /// When the session cannot be written.
+    pub async fn take_flash(&mut self) -> Result<Option<String>, SessionError> {
+        let Some(mut data) = self.data.clone().filter(|d| d.flash.is_some()) else {
+            return Ok(None);
+        };
+        let flash = data.flash.take();
+        self.write(&data).await?;
+        self.data = Some(data);
+        Ok(flash)
+    }
+
+    /// What a page says about the session; `None` for a visitor without a session.
+    #[must_use]
+    pub fn summary(&self) -> Option<SessionSummary> {
+        let data = self.data.as_ref()?;
+        Some(SessionSummary {
+            user_id: data.user_id,
+            active_platform_id: data.active_platform_id,
+            created_at: data.created_at,
+            last_activity: data.last_activity,
+            expires_at: self.expires_at(data),
+            persistent: data.remember,
+            store: self.store_name(),
+        })
+    }
+
+    fn expires_at(&self, data: &SessionData) -> UnixTime {
+        self.sessions
+            .config()
+            .policy
+            .expires_at(data.created_at, data.last_activity)
+    }
+
+    /// Writes `data` and the record's server-side expiry. The expiry is not part of the
+    /// record tower-sessions loads, so it is set again on every write, here and only here.
+    async fn write(&self, data: &SessionData) -> Result<(), SessionError> {
+        let store_expiry = self.expires_at(data).saturating_add(STORE_GRACE_SECS);
+        let expires_at = offset_time(store_expiry).ok_or_else(|| {
+            SessionError::Corrupt(format!("expiry {store_expiry} is out of range"))
+        })?;
+        self.session
+            .set_expiry(Some(Expiry::AtDateTime(expires_at)));
+        self.session.insert(SessionData::KEY, data).await?;
+        Ok(())
+    }
+}
+
+impl AppSession {
+    async fn from_parts(parts: &mut Parts, activity: Activity) -> Result<Self, SessionError> {
+        let RequestSession {
+            session,
+            sessions,
+            served_to_user,
+        } = parts
+            .extensions
+            .get::<RequestSession>()
+            .cloned()
+            .ok_or(SessionError::NotInstalled)?;
+        let client = sessions.client(parts);
+        let this = Self::load(session, sessions, &client, activity).await?;
+        if this.user_id().is_some() {
+            served_to_user.set();
+        }
+        Ok(this)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AppSession {
+    type Rejection = SessionError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Self::from_parts(parts, Activity::User).await
+    }
+}
+
+/// The session read by an open page's background status check: the policy still applies
+/// (an expired session reads as ended) but the read is not activity.
+#[derive(Debug, Clone)]
+pub struct BackgroundCheck(pub AppSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for BackgroundCheck {
+    type Rejection = SessionError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        AppSession::from_parts(parts, Activity::Background)
+            .await
+            .map(Self)
+    }
+}
+
+impl AppSession {
+    /// Establishes the session of `user_id`, whose password [`super::login::log_in`] just
+    /// checked: the session gets a new ID (the old record is deleted at once, so a fixated
+    /// ID is worthless), fresh timestamps and a fresh CSRF token. The session is
     /// registered under `credential_generation`, the account's generation read with the
     /// password hash that was checked; past the per-user limit the least recently used
     /// sessions end.
@@ -50,7 +408,7 @@ impl AppSession {
     /// the account's generation moved on or it was disabled since it was read; the user is
     /// then not logged in, the browser gets no cookie for the session and the store keeps
     /// no record of it.
-    pub async fn log_in(
+    pub async fn establish(
         &mut self,
         user_id: i64,
         credential_generation: i64,
@@ -97,7 +455,7 @@ impl AppSession {
                     session_ref: session_ref.clone(),
                     store_key: key,
                     store: self.store_name(),
-                    expires_at: chrono_time(self.expires_at(&data)),
+                    expires_at: sql_time(self.expires_at(&data)),
                     user_agent: client.user_agent.clone(),
                     ip: client.ip.clone(),
                     credential_generation,
@@ -250,7 +608,7 @@ impl AppSession {
     }
 
     /// Records a platform switch in the trail.
-    pub(super) fn audit_platform_switch(&self, platform_id: Option<i64>) {
+    fn audit_platform_switch(&self, platform_id: Option<i64>) {
         self.sessions.audit().record(
             self.audit_event(EventKind::PlatformSwitched).reason(
                 platform_id.map_or_else(|| "none".to_string(), |id| format!("platform {id}")),
@@ -272,11 +630,11 @@ impl AppSession {
     /// whether the session is still live there. A row that is gone or ended means the
     /// session has ended: the caller ends it too. A registry failure is logged, never the
     /// user's problem.
-    pub(super) async fn record_touch(&self, data: &SessionData) -> bool {
+    async fn record_touch(&self, data: &SessionData) -> bool {
         let (Some(_), Some(session_ref)) = (data.user_id, self.session_ref()) else {
             return true;
         };
-        let expires_at = chrono_time(self.expires_at(data));
+        let expires_at = sql_time(self.expires_at(data));
         match self
             .sessions
             .registry()
@@ -293,7 +651,7 @@ impl AppSession {
 
     /// Removes the record of a session the registry says has ended (revoked elsewhere,
     /// whose revoker wrote the trail); the request goes on as anonymous.
-    pub(super) async fn forget_ended(&mut self) -> Result<(), SessionError> {
+    async fn forget_ended(&mut self) -> Result<(), SessionError> {
         tracing::info!(session = ?self.session_ref(), "the registry says this session has ended; its record is removed");
         self.session.flush().await?;
         self.data = None;
@@ -303,7 +661,7 @@ impl AppSession {
     /// Removes a record that cannot be read (garbage, truncated, sealed with an unknown
     /// key, another format) and audits it; the request goes on as anonymous. The cookie's
     /// ID is not reused: a session started on this request gets a fresh one.
-    pub(super) async fn discard_unreadable(&mut self, reason: &str) -> Result<(), SessionError> {
+    async fn discard_unreadable(&mut self, reason: &str) -> Result<(), SessionError> {
         let session_ref = self.session_ref();
         tracing::warn!(session = ?session_ref, %reason, "unreadable session record removed; treated as no session");
         // `clear` gives the session an empty record without loading the bad one, so
@@ -323,10 +681,7 @@ impl AppSession {
     /// registry. The copy may have been made before the session ended in the old store
     /// (logout, revocation, rotation), and an ended session must stay ended: such a record
     /// is deleted here. A live one loses the mark, so the registry is asked once.
-    pub(super) async fn confirm_migrated(
-        &mut self,
-        data: &SessionData,
-    ) -> Result<bool, SessionError> {
+    async fn confirm_migrated(&mut self, data: &SessionData) -> Result<bool, SessionError> {
         let marked = self
             .session
             .get::<serde_json::Value>(MIGRATED)
@@ -354,7 +709,7 @@ impl AppSession {
 
     /// Ends the session for `reason`: the record first, then the registry row, then the
     /// trail (see the module doc for why in this order).
-    pub(super) async fn end(&mut self, reason: EndReason) -> Result<(), SessionError> {
+    async fn end(&mut self, reason: EndReason) -> Result<(), SessionError> {
         let user_id = self.user_id();
         let session_ref = self.session_ref();
         self.session.flush().await?;

@@ -20,14 +20,16 @@ use loco_rs::model::ModelError;
 use sea_orm::DatabaseConnection;
 
 use super::{
-    audit::{AuditEvent, EventKind, ThrottleWindow},
+    audit::{AuditEvent, ThrottleWindow},
+    clock::now,
     data::ClientInfo,
     device::DeviceToken,
     error::SessionError,
+    events::EventKind,
     hashing::{HashingError, RETRY_AFTER},
+    lifecycle::AppSession,
     throttle::{Attempt, Claimant, Reservation},
-    time::now,
-    AppSession, Sessions,
+    Sessions,
 };
 use crate::models::users::{self, EmailAddress};
 
@@ -185,7 +187,7 @@ pub async fn log_in(
         }
     };
     let started = session
-        .log_in(
+        .establish(
             user.id,
             user.credential_generation,
             attempt.remember,

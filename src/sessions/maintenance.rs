@@ -17,12 +17,16 @@ use tower_sessions::{
 };
 
 use super::{
-    audit::{AuditEvent, EventKind},
+    audit::AuditEvent,
     data::{ClientInfo, MIGRATED},
     error::SessionError,
+    events::EventKind,
     keys::{SessionRef, StoreKey},
     registry::{PruneReport, SessionRegistry},
-    stores::{Backend, StoreError, StoreHealth, StoreSweep},
+    stores::{
+        ops::{StoreError, StoreSweep},
+        Backend, StoreHealth,
+    },
     Sessions,
 };
 use crate::models::_entities::{session_events, user_sessions, users};

@@ -1,11 +1,31 @@
 //! Server-side sessions, as a small library inside the app.
 //!
 //! The browser holds one opaque ID (128 bits from a CSPRNG) in an HttpOnly cookie;
-//! everything else lives on the server. The files read top-down in layers, and no file
-//! imports one above it (`module_cycles.py` finds no cycle):
+//! everything else lives on the server.
 //!
-//! **Leaves** import no other part of the layer:
-//! - [`time`]: Unix seconds, the unit of every session timestamp, and their text forms;
+//! # Layers
+//!
+//! The files read bottom-up in layers. A file imports only files of lower layers, or of
+//! its own layer without forming a cycle, and nothing here imports `crate::views` or
+//! `crate::controllers`. `scripts/check-layers` (run by `scripts/test`, so by CI) reads
+//! this list and enforces it; every file of the library is in exactly one layer:
+//!
+//! - Layer 1 (foundations): `clock.rs`, `keys.rs`, `events.rs`, `policy.rs`,
+//!   `client_address.rs`, `data.rs`, `csrf.rs`, `cookies.rs`, `recount.rs`, `hashing.rs`,
+//!   `error.rs`, `metrics.rs`, `stores/ops.rs`
+//! - Layer 2 (stores): `stores/mod.rs`, `stores/cluster.rs`, `stores/database.rs`,
+//!   `stores/encrypted.rs`, `stores/file.rs`, `stores/hashed.rs`, `stores/limited.rs`,
+//!   `stores/memory.rs`, `stores/redis.rs`
+//! - Layer 3 (configuration): `settings.rs`
+//! - Layer 4 (components): `registry.rs`, `audit.rs`, `device.rs`, `throttle.rs`
+//! - Layer 5 (service): `mod.rs`
+//! - Layer 6 (lifecycle): `layer.rs`, `lifecycle.rs`
+//! - Layer 7 (operations): `login.rs`, `signup.rs`, `maintenance.rs`, `monitoring.rs`
+//!
+//! **Foundations** import nothing of the library but each other:
+//! - [`clock`]: the one clock ([`clock::now`]) and the one representation of time inside
+//!   the library, Unix seconds, with the conversions at its edges (tower-sessions'
+//!   `OffsetDateTime`, SeaORM's `chrono`);
 //! - [`keys`]: the [`SessionSecret`](keys::SessionSecret), and the two names an
 //!   [`IdHasher`] derives from a cookie's ID: the
 //!   [`StoreKey`](keys::StoreKey) the record is filed under (a type of its own, never
@@ -17,53 +37,62 @@
 //!   proxy, from `X-Forwarded-For` (Rails' `RemoteIp` algorithm), and the one notion of a
 //!   client's [`network`](client_address::network);
 //! - [`data`]: what a record holds ([`data::SessionData`]) and who sent a request
-//!   ([`ClientInfo`], with [`client_address`], the one leaf it builds on);
+//!   ([`ClientInfo`], with [`client_address`]);
 //! - [`csrf`]: synchronizer tokens, and signed double-submit tokens for anonymous forms;
 //! - [`cookies`]: reading a request's cookies by name;
 //! - [`recount`]: figures too costly to compute per request, served as last computed and
 //!   computed again in the background;
 //! - [`hashing`]: Argon2 password hashing behind a bounded, prioritised queue;
 //!   [`error`]: [`SessionError`];
+//! - [`metrics`]: every Prometheus series name: counters driven by the audit trail, the
+//!   store wrapper and the HTTP stack, and the rendering of scrape-time readings;
 //! - [`stores::ops`]: store kinds, store errors and [`stores::ops::StoreOps`], what every
 //!   store offers beyond tower-sessions' `SessionStore` (kind, create-if-absent, keys,
-//!   sweep, usage, ping), and [`stores::ops::create_unique`], every store's `create`.
+//!   sweep, usage, ping), [`stores::ops::is_live`], the one expiry check of a record, and
+//!   [`stores::ops::create_unique`], every store's `create`.
 //!
-//! **Components** import only leaves:
-//! - [`stores`]: one file per store (memory, file, Redis, database), each implementing
-//!   `SessionStore` and `StoreOps`, and the wrappers composed around them: keyed by
-//!   [`StoreKey`](keys::StoreKey) ([`stores::hashed`]), sealed ([`stores::encrypted`]),
-//!   size-limited ([`stores::limited`]), counted ([`stores::Instrumented`]);
+//! **Stores**: [`stores`], one file per store (memory, file, Redis, database), each
+//! implementing `SessionStore` and `StoreOps`, and the wrappers composed around them:
+//! keyed by [`StoreKey`](keys::StoreKey) ([`stores::hashed`]), sealed
+//! ([`stores::encrypted`]), size-limited ([`stores::limited`]), counted
+//! ([`stores::Instrumented`]). They take their settings as plain values
+//! ([`stores::StoreConfig`]); [`stores::Backend::open`] is the one place that turns them
+//! into a store.
+//!
+//! **Configuration**: [`settings`] checks `settings.sessions` once into a
+//! [`SessionConfig`], one function per settings block; it builds the stores' config, and
+//! the stores never read it.
+//!
+//! **Components**, on the stores and their configuration:
 //! - [`registry`]: one SQL row per session, for "my sessions", limits and revocation;
 //! - [`audit`]: the lifecycle events, written to SQL off the request path;
-//! - [`metrics`]: every Prometheus series name: counters driven by the audit trail, the
-//!   store wrapper and the HTTP stack, and the rendering of scrape-time readings.
 //! - [`device`]: the signed device cookies of browsers that logged in before;
 //! - [`throttle`]: password-guess counters per device cookie, account and IP, and sign-ups
 //!   per IP, each attempt reserved before it is judged (one Redis script, or one SQL
 //!   upsert).
 //!
-//! [`settings`] checks `settings.sessions` once into a [`SessionConfig`], and
-//! [`stores::Backend::open`] is the one place that turns it into a store.
-//!
 //! **The service**: [`Sessions`] composes the store stack, the registry, the audit trail
 //! and the login throttle ([`throttle`]) for one running app. It is built once from the
 //! Loco context and shared by the middleware, the extractors, health checks and tasks.
 //!
-//! **On top**:
-//! - [`lifecycle`]: every way a session starts, rotates and ends (login, logout, expiry,
-//!   revocation of one, a user's or everyone's, password change, disabling), each writing
-//!   store, registry and audit trail in one order that leaves no half state; and the
-//!   query functions controllers read the registry through;
+//! **Lifecycle**:
+//! - [`lifecycle`]: [`AppSession`](lifecycle::AppSession), the typed extractor
+//!   controllers use, and every way a session starts, rotates and ends (login, logout,
+//!   expiry, revocation of one, a user's or everyone's, password change, disabling), each
+//!   writing store, registry and audit trail in one order that leaves no half state; and
+//!   the query functions controllers read the registry through (why one file: its doc);
+//! - [`layer`]: the middleware that reads the cookie and saves what changed.
+//!
+//! **Operations**:
 //! - [`login`]: logging in and checking a current password as domain operations
 //!   (throttle, authentication, audit, outcome); [`signup`]: registering, the same way;
-//! - [`session`]: [`AppSession`], the typed extractor controllers use;
-//! - [`layer`]: the middleware that reads the cookie and saves what changed;
 //! - [`maintenance`]: operator jobs (cleanup, statistics, moving sessions between stores);
 //! - [`monitoring`]: what `/metrics` reads at scrape time (the store's ping, Redis's
 //!   memory, the audit queue, the last cleanup runs), rendered by [`metrics`].
 
 pub mod audit;
 pub mod client_address;
+pub mod clock;
 pub mod cookies;
 pub mod csrf;
 pub mod data;
@@ -81,12 +110,10 @@ pub mod monitoring;
 pub mod policy;
 pub mod recount;
 pub mod registry;
-pub mod session;
 pub mod settings;
 pub mod signup;
 pub mod stores;
 pub mod throttle;
-pub mod time;
 
 use std::sync::Arc;
 
@@ -96,24 +123,22 @@ use tower_sessions::session::Id;
 
 use self::{
     audit::AuditLog,
+    data::ClientInfo,
     device::DeviceCookies,
+    error::SessionError,
     hashing::PasswordHashing,
+    keys::{IdHasher, SessionRef},
     recount::{Counted, Recounted},
     registry::SessionRegistry,
+    settings::SessionConfig,
     stores::{
         encrypted::Encrypted,
-        hashed::{HashedIds, IdHasher},
+        hashed::HashedIds,
         limited::SizeLimited,
+        ops::{StoreError, StoreKind},
         Backend, Instrumented, StoreCounts, StoreHealth,
     },
     throttle::LoginThrottle,
-};
-pub use self::{
-    data::ClientInfo,
-    error::SessionError,
-    keys::SessionRef,
-    session::AppSession,
-    settings::{SessionConfig, StoreKind},
 };
 
 /// The store stack every request goes through, outside in: counted, size-limited, keyed
@@ -126,7 +151,7 @@ pub enum StartError {
     #[error(transparent)]
     Settings(#[from] settings::SettingsError),
     #[error(transparent)]
-    Store(#[from] stores::StoreError),
+    Store(#[from] StoreError),
 }
 
 /// The session layer of one running app.
@@ -152,7 +177,7 @@ impl Sessions {
     /// # Errors
     /// One line naming the setting that stops the start.
     pub fn open(config: SessionConfig, db: DatabaseConnection) -> Result<Self, StartError> {
-        let backend = Backend::open(&config, &db)?;
+        let backend = Backend::open(&config.store, &db)?;
         let hasher = IdHasher::new(&config.secret);
         let throttle = LoginThrottle::new(
             &backend,

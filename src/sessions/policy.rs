@@ -3,7 +3,7 @@
 //!
 //! Both timeouts are enforced here, on the server, from the timestamps inside the
 //! record, whatever the store's own TTL or the cookie's lifetime say. Timestamps are
-//! seconds since the Unix epoch (`time::UnixTime`).
+//! seconds since the Unix epoch (`clock::UnixTime`).
 //!
 //! A leaf: it imports no other part of the session layer.
 //!

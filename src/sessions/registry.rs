@@ -18,6 +18,8 @@ use sea_orm::{
 use tower_sessions::session_store::SessionStore;
 
 use super::{
+    clock::{now, sql_time},
+    events::EndReason,
     keys::{SessionRef, StoreKey},
     recount::Recounted,
 };
@@ -39,8 +41,6 @@ pub const LIVE_RECOUNT_AGE: Duration = Duration::from_secs(60);
 /// Accounts an email filter of the admin's live sessions table looks at, at most (the
 /// first in email order): their live sessions are a bounded number of index lookups.
 pub const FILTER_ACCOUNTS: u64 = 500;
-
-pub use super::events::EndReason;
 
 /// A session as the registry records it at login.
 #[derive(Debug, Clone)]
@@ -124,10 +124,6 @@ pub struct SessionRegistry {
     full_counts: Recounted<Vec<(String, u64)>>,
 }
 
-fn now() -> DateTime<FixedOffset> {
-    Utc::now().fixed_offset()
-}
-
 /// Live sessions per store ([`SessionRegistry::live_count_query`]).
 async fn count_by_store<C: ConnectionTrait>(
     db: &C,
@@ -165,7 +161,7 @@ impl SessionRegistry {
         user_sessions::Entity::find().filter(
             Condition::all()
                 .add(user_sessions::Column::EndedAt.is_null())
-                .add(user_sessions::Column::ExpiresAt.gt(now())),
+                .add(user_sessions::Column::ExpiresAt.gt(sql_time(now()))),
         )
     }
 
@@ -199,7 +195,7 @@ impl SessionRegistry {
             txn.rollback().await?;
             return Ok(Registration::CredentialsChanged);
         }
-        let now = now();
+        let now = sql_time(now());
         user_sessions::Entity::insert(user_sessions::ActiveModel {
             created_at: ActiveValue::Set(now),
             updated_at: ActiveValue::Set(now),
@@ -241,7 +237,7 @@ impl SessionRegistry {
         session_ref: &SessionRef,
         expires_at: DateTime<FixedOffset>,
     ) -> Result<bool, DbErr> {
-        let now = now();
+        let now = sql_time(now());
         let touched = user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::LastSeenAt, Expr::value(now))
             .col_expr(user_sessions::Column::ExpiresAt, Expr::value(expires_at))
@@ -269,7 +265,7 @@ impl SessionRegistry {
         new_key: StoreKey,
         credential_generation: i64,
     ) -> Result<bool, DbErr> {
-        let now = now();
+        let now = sql_time(now());
         let moved = user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::SessionRef, Expr::value(new.as_str()))
             .col_expr(
@@ -297,7 +293,7 @@ impl SessionRegistry {
     /// # Errors
     /// A database error.
     pub async fn end(&self, session_ref: &SessionRef, reason: EndReason) -> Result<bool, DbErr> {
-        let now = now();
+        let now = sql_time(now());
         let ended = user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::EndedAt, Expr::value(now))
             .col_expr(
@@ -516,7 +512,7 @@ impl SessionRegistry {
     /// A database error.
     pub async fn prune<S: SessionStore>(&self, store: &S) -> Result<PruneReport, DbErr> {
         let mut report = PruneReport::default();
-        let now = now();
+        let now = sql_time(now());
         let open = user_sessions::Entity::find()
             .filter(user_sessions::Column::EndedAt.is_null())
             .all(&self.db)

@@ -11,13 +11,14 @@ use loco_rs::environment::Environment;
 use serde::Deserialize;
 
 use super::client_address::{TrustedProxies, DEFAULT_TRUSTED_PROXIES};
+use super::keys::SessionSecret;
 use super::policy::{PolicyError, SessionPolicy};
-use super::stores::encrypted::EncryptionKeys;
+use super::stores::{encrypted::EncryptionKeys, redis::RedisConfig, StoreConfig};
 
 /// Shortest accepted `SESSION_SECRET`: the HMAC key for session refs needs 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
 
-pub use super::stores::ops::StoreKind;
+use super::stores::ops::StoreKind;
 
 /// `settings.sessions` as written in `config/{env}.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -328,8 +329,6 @@ impl SettingsError {
     }
 }
 
-pub use super::keys::SessionSecret;
-
 /// How the session cookie is written, after the `__Host-` rules were checked.
 #[derive(Debug, Clone)]
 pub struct CookieConfig {
@@ -338,20 +337,11 @@ pub struct CookieConfig {
     pub domain: Option<String>,
 }
 
-/// Redis connection settings, checked.
-#[derive(Debug, Clone)]
-pub struct RedisConfig {
-    pub url: String,
-    pub pool_size: usize,
-    pub command_timeout: Duration,
-    pub reconnect_max_delay: Duration,
-}
-
 /// Everything the session layer needs, checked: build it with [`SessionConfig::from_settings`].
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    pub store: StoreKind,
-    pub dir: PathBuf,
+    /// Which store, and where it keeps its records.
+    pub store: StoreConfig,
     pub secret: SessionSecret,
     pub policy: SessionPolicy,
     pub max_per_user: usize,
@@ -365,7 +355,6 @@ pub struct SessionConfig {
     pub events_retention: Duration,
     pub metrics_token: Option<String>,
     pub cookie: CookieConfig,
-    pub redis: RedisConfig,
     /// Whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
     /// How long an anonymous form's CSRF token lives.
@@ -399,7 +388,8 @@ impl SessionConfig {
         Self::from_settings(settings, environment)
     }
 
-    /// Checks the settings against each other and against the environment.
+    /// Checks the settings against each other and against the environment, one settings
+    /// block at a time, in the order of the fields below.
     ///
     /// # Errors
     /// The first unusable key, with why.
@@ -408,147 +398,166 @@ impl SessionConfig {
         environment: &Environment,
     ) -> Result<Self, SettingsError> {
         let production = *environment == Environment::Production;
-        let secret = settings
-            .secret
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                SettingsError::new(
-                    "secret",
-                    format!(
-                        "SESSION_SECRET is not set; give it at least {MIN_SECRET_LEN} random bytes"
-                    ),
-                )
-            })?;
-        if secret.len() < MIN_SECRET_LEN {
-            return Err(SettingsError::new(
-                "secret",
-                format!(
-                    "SESSION_SECRET is {} bytes; it needs at least {MIN_SECRET_LEN}",
-                    secret.len()
-                ),
-            ));
-        }
-
-        let policy = SessionPolicy::new(
-            settings.idle_timeout_secs,
-            settings.absolute_lifetime_secs,
-            settings.touch_interval_secs,
-        )?;
-        let cookie = check_cookie(settings.cookie, production)?;
-        let redis = check_redis(settings.redis)?;
-
-        if settings.max_record_bytes < 1024 {
-            return Err(SettingsError::new(
-                "max_record_bytes",
-                "must be at least 1024",
-            ));
-        }
-        let throttle = settings.throttle;
-        for (key, value) in [
-            (
-                "throttle.account_failures",
-                u64::from(throttle.account_failures),
-            ),
-            ("throttle.ip_failures", u64::from(throttle.ip_failures)),
-            (
-                "throttle.device_failures",
-                u64::from(throttle.device_failures()),
-            ),
-            ("throttle.window_secs", throttle.window_secs),
-            (
-                "throttle.device_cookie_lifetime_days",
-                u64::from(throttle.device_cookie_lifetime_days),
-            ),
-            (
-                "throttle.registration_attempts",
-                u64::from(throttle.registration_attempts),
-            ),
-            (
-                "throttle.registration_window_secs",
-                throttle.registration_window_secs,
-            ),
-        ] {
-            if value == 0 {
-                return Err(SettingsError::new(key, "must be more than 0"));
-            }
-        }
-        if settings.password_hashing.concurrency == Some(0) {
-            return Err(SettingsError::new(
-                "password_hashing.concurrency",
-                "must be more than 0 (leave it unset for one per core)",
-            ));
-        }
-        let secret_bytes = secret.clone().into_bytes();
-        let encryption = if settings.encrypt {
-            Some(
-                match settings
-                    .encryption_keys
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                {
-                    Some(list) => {
-                        let keys = EncryptionKeys::parse(list)
-                            .map_err(|e| SettingsError::new("encryption_keys", e.to_string()))?;
-                        if settings.encryption_keep_derived_key {
-                            keys.also_opening_with(&EncryptionKeys::derive(&secret_bytes))
-                        } else {
-                            keys
-                        }
-                    }
-                    None => EncryptionKeys::derive(&secret_bytes),
-                },
-            )
-        } else {
-            None
-        };
-        if settings.events_retention_days == 0 {
-            return Err(SettingsError::new(
-                "events_retention_days",
-                "must be at least 1",
-            ));
-        }
-        if settings.max_per_user == 0 {
-            return Err(SettingsError::new("max_per_user", "must be at least 1"));
-        }
-        if settings.dir.as_os_str().is_empty() {
-            return Err(SettingsError::new("dir", "SESSION_DIR is empty"));
-        }
-        let trusted_proxies = TrustedProxies::parse(
-            settings
-                .trusted_proxies
-                .as_deref()
-                .unwrap_or(DEFAULT_TRUSTED_PROXIES),
-        )
-        .map_err(|e| SettingsError::new("trusted_proxies", format!("TRUSTED_PROXIES {e}")))?;
-        // Shorter than a minute, people filling in the form would keep losing it.
-        if settings.form_token_lifetime_secs < 60 {
-            return Err(SettingsError::new(
-                "form_token_lifetime_secs",
-                "must be at least 60",
-            ));
-        }
+        let secret = check_secret(settings.secret)?;
         Ok(Self {
-            store: settings.store,
-            dir: settings.dir,
-            secret: SessionSecret::new(secret.into_bytes()),
-            policy,
-            max_per_user: settings.max_per_user,
-            max_record_bytes: settings.max_record_bytes,
-            encryption,
-            fingerprint: settings.fingerprint,
-            throttle,
-            password_hashing: settings.password_hashing,
+            policy: SessionPolicy::new(
+                settings.idle_timeout_secs,
+                settings.absolute_lifetime_secs,
+                settings.touch_interval_secs,
+            )?,
+            cookie: check_cookie(settings.cookie, production)?,
+            max_record_bytes: at_least("max_record_bytes", settings.max_record_bytes, 1024)?,
+            throttle: check_throttle(settings.throttle)?,
+            password_hashing: check_password_hashing(settings.password_hashing)?,
+            encryption: check_encryption(
+                settings.encrypt,
+                settings.encryption_keys.as_deref(),
+                settings.encryption_keep_derived_key,
+                &secret,
+            )?,
             events_retention: Duration::from_secs(
-                u64::from(settings.events_retention_days) * 24 * 3600,
+                u64::from(at_least(
+                    "events_retention_days",
+                    settings.events_retention_days,
+                    1,
+                )?) * 24
+                    * 3600,
             ),
+            max_per_user: at_least("max_per_user", settings.max_per_user, 1)?,
+            store: check_store(settings.store, settings.dir, settings.redis)?,
+            trusted_proxies: check_trusted_proxies(settings.trusted_proxies.as_deref())?,
+            // Shorter than a minute, people filling in the form would keep losing it.
+            form_token_lifetime: Duration::from_secs(at_least(
+                "form_token_lifetime_secs",
+                settings.form_token_lifetime_secs,
+                60,
+            )?),
+            fingerprint: settings.fingerprint,
             metrics_token: settings.metrics_token.filter(|t| !t.trim().is_empty()),
-            cookie,
-            redis,
-            trusted_proxies,
-            form_token_lifetime: Duration::from_secs(settings.form_token_lifetime_secs),
+            secret: SessionSecret::new(secret.into_bytes()),
         })
     }
+}
+
+/// `value` when it is at least `min`, else the error naming `key`.
+fn at_least<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+) -> Result<T, SettingsError> {
+    if value < min {
+        return Err(SettingsError::new(key, format!("must be at least {min}")));
+    }
+    Ok(value)
+}
+
+/// `secret`: set, and long enough to key the session refs' HMAC.
+fn check_secret(secret: Option<String>) -> Result<String, SettingsError> {
+    let secret = secret.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+        SettingsError::new(
+            "secret",
+            format!("SESSION_SECRET is not set; give it at least {MIN_SECRET_LEN} random bytes"),
+        )
+    })?;
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(SettingsError::new(
+            "secret",
+            format!(
+                "SESSION_SECRET is {} bytes; it needs at least {MIN_SECRET_LEN}",
+                secret.len()
+            ),
+        ));
+    }
+    Ok(secret)
+}
+
+/// `store`, `dir` and `redis`: which store, and where it keeps its records.
+fn check_store(
+    kind: StoreKind,
+    dir: PathBuf,
+    redis: RedisSettings,
+) -> Result<StoreConfig, SettingsError> {
+    let redis = check_redis(redis)?;
+    if dir.as_os_str().is_empty() {
+        return Err(SettingsError::new("dir", "SESSION_DIR is empty"));
+    }
+    Ok(StoreConfig { kind, dir, redis })
+}
+
+/// `throttle`: every limit and window more than 0.
+fn check_throttle(throttle: ThrottleSettings) -> Result<ThrottleSettings, SettingsError> {
+    for (key, value) in [
+        (
+            "throttle.account_failures",
+            u64::from(throttle.account_failures),
+        ),
+        ("throttle.ip_failures", u64::from(throttle.ip_failures)),
+        (
+            "throttle.device_failures",
+            u64::from(throttle.device_failures()),
+        ),
+        ("throttle.window_secs", throttle.window_secs),
+        (
+            "throttle.device_cookie_lifetime_days",
+            u64::from(throttle.device_cookie_lifetime_days),
+        ),
+        (
+            "throttle.registration_attempts",
+            u64::from(throttle.registration_attempts),
+        ),
+        (
+            "throttle.registration_window_secs",
+            throttle.registration_window_secs,
+        ),
+    ] {
+        if value == 0 {
+            return Err(SettingsError::new(key, "must be more than 0"));
+        }
+    }
+    Ok(throttle)
+}
+
+/// `password_hashing`: a concurrency of 0 would never hash.
+fn check_password_hashing(
+    hashing: PasswordHashingSettings,
+) -> Result<PasswordHashingSettings, SettingsError> {
+    if hashing.concurrency == Some(0) {
+        return Err(SettingsError::new(
+            "password_hashing.concurrency",
+            "must be more than 0 (leave it unset for one per core)",
+        ));
+    }
+    Ok(hashing)
+}
+
+/// `encrypt`, `encryption_keys` and `encryption_keep_derived_key`: the keys records are
+/// sealed with, `None` when encryption is off.
+fn check_encryption(
+    encrypt: bool,
+    keys: Option<&str>,
+    keep_derived_key: bool,
+    secret: &str,
+) -> Result<Option<EncryptionKeys>, SettingsError> {
+    if !encrypt {
+        return Ok(None);
+    }
+    let derived = EncryptionKeys::derive(secret.as_bytes());
+    let Some(list) = keys.map(str::trim).filter(|k| !k.is_empty()) else {
+        return Ok(Some(derived));
+    };
+    let keys = EncryptionKeys::parse(list)
+        .map_err(|e| SettingsError::new("encryption_keys", e.to_string()))?;
+    Ok(Some(if keep_derived_key {
+        keys.also_opening_with(&derived)
+    } else {
+        keys
+    }))
+}
+
+/// `trusted_proxies`: unset means loopback and the private ranges.
+fn check_trusted_proxies(list: Option<&str>) -> Result<TrustedProxies, SettingsError> {
+    TrustedProxies::parse(list.unwrap_or(DEFAULT_TRUSTED_PROXIES))
+        .map_err(|e| SettingsError::new("trusted_proxies", format!("TRUSTED_PROXIES {e}")))
 }
 
 /// RFC 6265 cookie-name characters (an HTTP token).

@@ -45,8 +45,9 @@ use super::{
     client_address,
     device::DeviceToken,
     error::SessionError,
+    keys::IdHasher,
     settings::ThrottleSettings,
-    stores::{hashed::IdHasher, redis::RedisSessionStore, Backend},
+    stores::{redis::RedisSessionStore, Backend},
 };
 
 /// Prefix of every throttle key in Redis.

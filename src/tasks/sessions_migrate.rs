@@ -9,7 +9,10 @@ use loco_rs::{
 };
 
 use super::args;
-use crate::sessions::{maintenance, settings::StoreKind, stores::Backend};
+use crate::sessions::{
+    maintenance,
+    stores::{ops::StoreKind, Backend},
+};
 
 const USAGE: &str = "from:STORE to:STORE (file, redis or database)";
 
@@ -60,7 +63,7 @@ impl Task for SessionsMigrate {
         }
         let sessions = args::sessions(ctx).await?;
         let open = |kind| {
-            Backend::open_kind(kind, sessions.config(), &ctx.db)
+            Backend::open_kind(kind, &sessions.config().store, &ctx.db)
                 .map_err(|e| Error::Message(e.to_string()))
         };
         let (source, target) = (open(from)?, open(to)?);

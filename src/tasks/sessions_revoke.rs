@@ -7,7 +7,7 @@ use loco_rs::{
 };
 
 use super::args;
-use crate::sessions::registry::EndReason;
+use crate::sessions::events::EndReason;
 
 const USAGE: &str = "user:EMAIL | all:true";
 

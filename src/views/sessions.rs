@@ -3,11 +3,11 @@
 use serde::Serialize;
 
 use super::device;
-use crate::{models::_entities::user_sessions, sessions::SessionRef};
+use crate::{models::_entities::user_sessions, sessions::keys::SessionRef};
 
 /// One of the user's live sessions, as `sessions/index.html` lists it.
 #[derive(Debug, Clone, Serialize)]
-pub struct SessionRow {
+pub struct OwnSessionRow {
     #[serde(rename = "ref")]
     pub session_ref: String,
     pub device: String,
@@ -19,7 +19,7 @@ pub struct SessionRow {
     pub current: bool,
 }
 
-impl SessionRow {
+impl OwnSessionRow {
     /// The row for registry row `row`; `current` is the ref of the session viewing it.
     #[must_use]
     pub fn of(row: &user_sessions::Model, current: Option<&SessionRef>) -> Self {

@@ -8,6 +8,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::sessions::clock::UnixTime;
+
 /// The name templates use: `{{ value | when }}`.
 pub const FILTER: &str = "when";
 
@@ -54,6 +56,19 @@ pub fn exact(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// A session library time as RFC 3339 text, for the JSON API and the `when` filter; empty
+/// if out of range.
+///
+/// ```
+/// assert_eq!(tessera::views::time::rfc3339(0), "1970-01-01T00:00:00Z");
+/// ```
+#[must_use]
+pub fn rfc3339(t: UnixTime) -> String {
+    DateTime::<Utc>::from_timestamp(t, 0)
+        .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
 /// The `<time>` element for `at`. Only digits, letters and our own punctuation reach the
 /// markup, so nothing needs escaping.
 #[must_use]
@@ -86,7 +101,8 @@ mod tests {
 
     use super::*;
 
-    fn now() -> DateTime<Utc> {
+    /// The fixed moment the examples are read at.
+    fn reading_time() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 1, 6, 33, 37)
             .single()
             .expect("valid")
@@ -94,7 +110,7 @@ mod tests {
 
     #[test]
     fn distances_read_as_words() {
-        let now = now();
+        let now = reading_time();
         for (offset, words) in [
             (Duration::seconds(-20), "just now"),
             (Duration::seconds(30), "just now"),
@@ -112,10 +128,16 @@ mod tests {
 
     #[test]
     fn the_element_carries_the_exact_time_without_fractions() {
-        let at = now() + Duration::nanoseconds(787_609_718);
+        let at = reading_time() + Duration::nanoseconds(787_609_718);
         assert_eq!(
-            element(at, now() + Duration::seconds(181)),
+            element(at, reading_time() + Duration::seconds(181)),
             r#"<time datetime="2026-12-01T06:33:37Z" title="2026-12-01 06:33:37 UTC">3 minutes ago</time>"#
         );
+    }
+
+    #[test]
+    fn session_times_read_as_rfc3339_text() {
+        assert_eq!(rfc3339(86_400), "1970-01-02T00:00:00Z");
+        assert_eq!(rfc3339(i64::MAX), "");
     }
 }

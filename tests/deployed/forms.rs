@@ -18,7 +18,7 @@ async fn an_expired_login_form_is_shown_again_through_the_proxy_and_then_works()
     // The browser holds a form cookie issued more than two hours ago, and its token.
     let sessions = deployed.app.sessions();
     let tokens = sessions.form_tokens();
-    let issued_at = tessera::sessions::time::now() - 7201;
+    let issued_at = tessera::sessions::clock::now() - 7201;
     let old = tokens.issue(issued_at);
     let set = tokens.set_cookie(&old, issued_at);
     dee.add_cookie(&format!("{}={}; Secure; Path=/", set.name(), set.value()));

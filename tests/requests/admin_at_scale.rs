@@ -18,9 +18,10 @@ use tessera::{
         users::EmailPrefix,
     },
     sessions::{
-        audit::{self, AuditEvent, EventKind, ThrottleWindow},
+        audit::{self, AuditEvent, ThrottleWindow},
+        events::EventKind,
+        keys::SessionRef,
         registry::{SessionRegistry, EXACT_LIVE_COUNT},
-        SessionRef,
     },
 };
 

@@ -111,7 +111,7 @@ fn form_pair(app: &TestApp, issued_at: i64) -> (String, String) {
 }
 
 fn two_hours_and_a_second_ago() -> i64 {
-    tessera::sessions::time::now() - 7201
+    tessera::sessions::clock::now() - 7201
 }
 
 #[tokio::test]
@@ -220,7 +220,7 @@ async fn an_expired_register_form_creates_nobody_and_is_shown_again() {
 async fn only_a_live_form_cookie_the_server_issued_is_honoured() {
     let app = TestApp::start().await;
     let browser = app.browser();
-    let (live_cookie, live_token) = form_pair(&app, tessera::sessions::time::now() - 60);
+    let (live_cookie, live_token) = form_pair(&app, tessera::sessions::clock::now() - 60);
     // A page view with a live cookie keeps it: same token, no new cookie.
     let page = browser
         .get("/login")
@@ -236,9 +236,9 @@ async fn only_a_live_form_cookie_the_server_issued_is_honoured() {
         7200,
         false,
     );
-    let planted = other_secret.issue(tessera::sessions::time::now());
+    let planted = other_secret.issue(tessera::sessions::clock::now());
     let planted_value = other_secret
-        .set_cookie(&planted, tessera::sessions::time::now())
+        .set_cookie(&planted, tessera::sessions::clock::now())
         .value()
         .to_string();
     let (expired, expired_token) = form_pair(&app, two_hours_and_a_second_ago());

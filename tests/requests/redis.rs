@@ -63,7 +63,7 @@ async fn production_login_sets_a_host_cookie_and_one_redis_key_with_a_ttl() {
             .timestamp();
     assert_eq!(
         expires,
-        last_activity + 7200 + tessera::sessions::session::STORE_GRACE_SECS,
+        last_activity + 7200 + tessera::sessions::lifecycle::STORE_GRACE_SECS,
         "the key expires an idle timeout, plus the grace, after the last activity"
     );
 

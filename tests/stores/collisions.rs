@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 use serial_test::serial;
-use tessera::sessions::stores::{Backend, StoreError};
+use tessera::sessions::stores::{ops::StoreError, Backend};
 use time::OffsetDateTime;
 use tower_sessions::{
     session::{Id, Record},

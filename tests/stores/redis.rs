@@ -3,7 +3,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use serde_json::json;
-use tessera::sessions::{settings::RedisConfig, stores::redis::RedisSessionStore};
+use tessera::sessions::stores::redis::{RedisConfig, RedisSessionStore};
 use time::OffsetDateTime;
 use tower_sessions::{
     session::{Id, Record},

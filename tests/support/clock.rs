@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use tessera::{
     models::_entities::user_sessions,
-    sessions::{data::SessionData, StoreKind},
+    sessions::{data::SessionData, stores::ops::StoreKind},
     views::time::relative,
 };
 use tower_sessions::session_store::SessionStore;
@@ -97,7 +97,7 @@ impl TestApp {
     pub async fn end_throttle_windows(&self) {
         let sessions = self.sessions();
         if sessions.store_kind() == StoreKind::Redis {
-            let url = &sessions.config().redis.url;
+            let url = &sessions.config().store.redis.url;
             let keys = redis_cli_url(url, &["--scan", "--pattern", "tessera:throttle:*"])
                 .expect("redis-cli lists the throttle counters");
             for key in keys.lines().filter(|k| !k.is_empty()) {

@@ -227,7 +227,7 @@ impl TestApp {
     }
 
     pub fn session_dir(&self) -> PathBuf {
-        self.sessions().config().dir.clone()
+        self.sessions().config().store.dir.clone()
     }
 
     /// Registers a user through the form.
@@ -323,13 +323,13 @@ impl TestApp {
             .env("LOCO_ENV", "development")
             .env("LOG_LEVEL", "error")
             .env("DATABASE_URL", &self._scratch.database_url)
-            .env("SESSION_STORE", config.store.name())
-            .env("SESSION_DIR", &config.dir)
+            .env("SESSION_STORE", config.store.kind.name())
+            .env("SESSION_DIR", &config.store.dir)
             .env(
                 "SESSION_SECRET",
                 "test-only-secret-0123456789abcdef0123456789",
             )
-            .env("REDIS_URL", &config.redis.url)
+            .env("REDIS_URL", &config.store.redis.url)
             .output()
             .expect("tessera-cli runs");
         (

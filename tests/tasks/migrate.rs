@@ -8,8 +8,11 @@ use serial_test::serial;
 use tessera::sessions::{
     data::MIGRATED,
     maintenance,
-    settings::RedisConfig,
-    stores::{file::FileStore, redis::RedisSessionStore, Backend},
+    stores::{
+        file::FileStore,
+        redis::{RedisConfig, RedisSessionStore},
+        Backend,
+    },
 };
 use tower_sessions::{
     session::{Id, Record},

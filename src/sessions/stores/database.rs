@@ -7,7 +7,7 @@
 //! `save` updates only an existing row, so a late save never brings back a deleted session.
 
 use async_trait::async_trait;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset};
 use sea_orm::{
     sea_query::{Expr, OnConflict},
     ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -19,7 +19,10 @@ use tower_sessions::{
 };
 
 use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
-use crate::models::_entities::session_records;
+use crate::{
+    models::_entities::session_records,
+    sessions::clock::{now, sql_time},
+};
 
 /// The SQL-backed session store.
 #[derive(Debug, Clone)]
@@ -53,7 +56,7 @@ impl DatabaseStore {
     /// A database error.
     pub async fn sweep_expired(&self) -> Result<u64, sea_orm::DbErr> {
         Ok(session_records::Entity::delete_many()
-            .filter(session_records::Column::ExpiresAt.lte(Utc::now().fixed_offset()))
+            .filter(session_records::Column::ExpiresAt.lte(sql_time(now())))
             .exec(&self.db)
             .await?
             .rows_affected)
@@ -79,7 +82,7 @@ impl StoreOps for DatabaseStore {
                 session_records::Column::Record,
                 session_records::Column::ExpiresAt,
             ])
-            .action_and_where(session_records::Column::ExpiresAt.lte(Utc::now().fixed_offset()))
+            .action_and_where(session_records::Column::ExpiresAt.lte(sql_time(now())))
             .to_owned();
         let written = session_records::Entity::insert(row)
             .on_conflict(replace_expired)
@@ -94,7 +97,7 @@ impl StoreOps for DatabaseStore {
         let ids: Vec<String> = session_records::Entity::find()
             .select_only()
             .column(session_records::Column::Id)
-            .filter(session_records::Column::ExpiresAt.gt(Utc::now().fixed_offset()))
+            .filter(session_records::Column::ExpiresAt.gt(sql_time(now())))
             .into_tuple()
             .all(&self.db)
             .await
@@ -116,7 +119,7 @@ impl StoreOps for DatabaseStore {
     /// Live records and the bytes they take.
     async fn usage(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
         let failed = |e: sea_orm::DbErr| StoreError::failed(StoreKind::Database, "count rows", e);
-        let now = Utc::now().fixed_offset();
+        let now = sql_time(now());
         let rows = session_records::Entity::find()
             .filter(session_records::Column::ExpiresAt.gt(now))
             .count(&self.db)
@@ -174,7 +177,7 @@ impl SessionStore for DatabaseStore {
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
         let row = session_records::Entity::find_by_id(session_id.to_string())
-            .filter(session_records::Column::ExpiresAt.gt(Utc::now().fixed_offset()))
+            .filter(session_records::Column::ExpiresAt.gt(sql_time(now())))
             .one(&self.db)
             .await
             .map_err(backend)?;

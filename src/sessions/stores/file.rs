@@ -26,13 +26,12 @@ use std::{
 };
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
 use tower_sessions::{
     session::{Id, Record},
     session_store::{self, SessionStore},
 };
 
-use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{create_unique, is_live, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 
 /// Temporary files older than this were left by a crash mid-write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -296,7 +295,7 @@ fn read_record(path: &Path) -> io::Result<Contents> {
         Err(e) => return Err(e),
     };
     Ok(match serde_json::from_slice::<Record>(&bytes) {
-        Ok(record) if record.expiry_date > OffsetDateTime::now_utc() => Contents::Live(record),
+        Ok(record) if is_live(&record) => Contents::Live(record),
         Ok(_) => Contents::Expired,
         Err(_) => Contents::Unreadable,
     })

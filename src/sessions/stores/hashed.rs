@@ -7,7 +7,7 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
-pub use crate::sessions::keys::{IdHasher, SessionRef};
+use crate::sessions::keys::IdHasher;
 
 /// A store wrapper that files each record under [`IdHasher::store_key`] of its ID.
 #[derive(Debug, Clone)]

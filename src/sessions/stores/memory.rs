@@ -11,13 +11,12 @@ use std::{
 };
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
 use tower_sessions::{
     session::{Id, Record},
     session_store::{self, SessionStore},
 };
 
-use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{create_unique, is_live, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 
 /// Records in a map shared by clones.
 ///
@@ -40,10 +39,6 @@ use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, Store
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     records: Arc<Mutex<HashMap<Id, Record>>>,
-}
-
-fn is_live(record: &Record) -> bool {
-    record.expiry_date > OffsetDateTime::now_utc()
 }
 
 impl MemoryStore {

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod redis;
 
 use std::{
+    path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -32,12 +33,13 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
-pub use self::ops::{StoreError, StoreKind, StoreSweep};
 use self::{
-    database::DatabaseStore, file::FileStore, memory::MemoryStore, ops::StoreOps,
-    redis::RedisSessionStore,
+    database::DatabaseStore,
+    file::FileStore,
+    memory::MemoryStore,
+    ops::{StoreError, StoreKind, StoreOps, StoreSweep},
+    redis::{RedisConfig, RedisSessionStore},
 };
-use super::settings::SessionConfig;
 
 /// The configured store.
 #[derive(Debug, Clone)]
@@ -46,6 +48,16 @@ pub enum Backend {
     File(FileStore),
     Redis(RedisSessionStore),
     Database(DatabaseStore),
+}
+
+/// Which store the app uses and where each kind keeps its records, checked (the
+/// `store`, `dir` and `redis` settings).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// The file store's directory.
+    pub dir: PathBuf,
+    pub redis: RedisConfig,
 }
 
 /// How a store is doing, for `/_health`, `cargo loco doctor` and the admin page.
@@ -63,20 +75,20 @@ impl Backend {
     /// # Errors
     /// A reason naming the setting, when the store cannot be opened.
     pub fn open(
-        config: &SessionConfig,
+        config: &StoreConfig,
         db: &sea_orm::DatabaseConnection,
     ) -> Result<Self, StoreError> {
-        Self::open_kind(config.store, config, db)
+        Self::open_kind(config.kind, config, db)
     }
 
-    /// Opens a store of `kind` with `config`'s settings (for moving sessions between
-    /// stores). The one place that turns a store kind into a store.
+    /// Opens a store of `kind` where `config` says that kind keeps its records (for
+    /// moving sessions between stores). The one place that turns a store kind into a store.
     ///
     /// # Errors
     /// A reason naming the setting, when the store cannot be opened.
     pub fn open_kind(
         kind: StoreKind,
-        config: &SessionConfig,
+        config: &StoreConfig,
         db: &sea_orm::DatabaseConnection,
     ) -> Result<Self, StoreError> {
         Ok(match kind {

@@ -4,7 +4,7 @@
 //! the one configured. Every store's `create` is [`create_unique`], over its own
 //! [`StoreOps::create_if_absent`].
 //!
-//! A leaf: it imports no other part of the session layer.
+//! A foundation: it imports only the clock.
 
 use std::{fmt, path::PathBuf, sync::Arc};
 
@@ -14,6 +14,8 @@ use tower_sessions::{
     session::{Id, Record},
     session_store::{self, SessionStore},
 };
+
+use crate::sessions::clock;
 
 /// Where session records live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -144,6 +146,13 @@ pub trait StoreOps: SessionStore {
     /// # Errors
     /// When it does not.
     async fn ping(&self) -> Result<String, StoreError>;
+}
+
+/// Whether `record` has not reached its expiry: the one check of the stores that keep
+/// records past it (memory, file) and of the cleanup.
+#[must_use]
+pub fn is_live(record: &Record) -> bool {
+    record.expiry_date.unix_timestamp() > clock::now()
 }
 
 /// What `create` is on every store: `record` is written under its own key, or, while a

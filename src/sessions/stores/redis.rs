@@ -44,7 +44,6 @@ use tower_sessions_redis_store::RedisStore;
 
 use super::cluster::{KeyCommand, PoolBuilder, SlotRouter};
 use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
-use crate::sessions::settings::RedisConfig;
 
 /// Reconnect forever, from 100 ms backing off to `redis.reconnect_max_delay_ms` between
 /// attempts, so the app serves again soon after Redis (or a failover) comes back.
@@ -90,6 +89,18 @@ pub struct RedisSessionStore {
 enum Connection {
     Pool(Pool),
     Cluster(Arc<SlotRouter>),
+}
+
+/// How to reach Redis, checked (`settings.sessions.redis`).
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `REDIS_URL`; its scheme names the topology (plain, cluster, Sentinel).
+    pub url: String,
+    pub pool_size: usize,
+    /// Every command gives up after this long.
+    pub command_timeout: Duration,
+    /// Reconnect attempts back off up to this.
+    pub reconnect_max_delay: Duration,
 }
 
 /// Memory and key count of the Redis database, for monitoring.

@@ -1,0 +1,1 @@
+pub struct B(pub Option<Box<crate::sessions::a::A>>);

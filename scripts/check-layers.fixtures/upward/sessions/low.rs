@@ -1,0 +1,5 @@
+use super::{high::High};
+
+pub fn high() -> High {
+    High
+}

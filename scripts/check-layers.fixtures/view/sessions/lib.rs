@@ -1,0 +1,5 @@
+use crate::views::page::Page;
+
+pub fn page() -> Page {
+    Page
+}
