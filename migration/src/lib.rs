@@ -11,6 +11,7 @@ mod m20261201_000014_throttle_counters;
 mod m20261204_000015_credential_generation;
 mod m20261204_000016_audit_clients;
 mod m20261204_000018_task_runs;
+mod m20261205_000020_session_jobs;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000015_credential_generation::Migration),
             Box::new(m20261204_000016_audit_clients::Migration),
             Box::new(m20261204_000018_task_runs::Migration),
+            Box::new(m20261205_000020_session_jobs::Migration),
             // inject-above (do not remove this comment)
         ]
     }

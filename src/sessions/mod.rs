@@ -32,7 +32,9 @@
 //!   [`StoreKey`](keys::StoreKey) ([`stores::hashed`]), sealed ([`stores::encrypted`]),
 //!   size-limited ([`stores::limited`]), counted ([`stores::Instrumented`]);
 //! - [`registry`]: one SQL row per session, for "my sessions", limits and revocation;
-//! - [`audit`]: the lifecycle events, written to SQL off the request path;
+//! - [`audit`]: the lifecycle events, written to SQL off the request path (or with the
+//!   change they record, in its transaction: [`audit::insert_events`]);
+//! - [`jobs`]: background jobs over sessions and their progress, in SQL;
 //! - [`metrics`]: every Prometheus series name: counters driven by the audit trail, the
 //!   store wrapper and the HTTP stack, and the rendering of scrape-time readings.
 //! - [`device`]: the signed device cookies of browsers that logged in before;
@@ -69,6 +71,7 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod hashing;
+pub mod jobs;
 pub mod keys;
 pub mod layer;
 pub mod lifecycle;
@@ -95,6 +98,7 @@ use self::{
     audit::AuditLog,
     device::DeviceCookies,
     hashing::PasswordHashing,
+    jobs::SessionJobs,
     registry::SessionRegistry,
     stores::{
         encrypted::Encrypted,
@@ -132,6 +136,7 @@ pub struct Sessions {
     store: Arc<SessionStack>,
     registry: SessionRegistry,
     audit: AuditLog,
+    jobs: SessionJobs,
     throttle: LoginThrottle,
     devices: DeviceCookies,
     hashing: PasswordHashing,
@@ -166,6 +171,7 @@ impl Sessions {
         Ok(Self {
             config,
             store: Arc::new(Instrumented::new(limited)),
+            jobs: SessionJobs::new(db.clone()),
             registry: SessionRegistry::new(db),
             audit,
             throttle,
@@ -290,6 +296,12 @@ impl Sessions {
     #[must_use]
     pub const fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// Background jobs over sessions, and their progress.
+    #[must_use]
+    pub const fn jobs(&self) -> &SessionJobs {
+        &self.jobs
     }
 
     #[must_use]

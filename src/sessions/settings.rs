@@ -65,6 +65,9 @@ pub struct SessionSettings {
     /// Argon2 hashes at once, and the queue for them.
     #[serde(default)]
     pub password_hashing: PasswordHashingSettings,
+    /// How the tasks and the admin's "end everyone's sessions" work through big tables.
+    #[serde(default)]
+    pub maintenance: MaintenanceSettings,
     /// How many days the audit trail (`session_events`) keeps an event; `sessions_cleanup`
     /// deletes older ones.
     #[serde(default = "default_events_retention_days")]
@@ -187,6 +190,39 @@ impl PasswordHashingSettings {
     }
 }
 
+/// `settings.sessions.maintenance`: the batches the tasks, the retention sweep and the
+/// admin's "end everyone's sessions" work in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    /// Rows per batch: each batch is one short transaction, and no statement binds more
+    /// than [`MAX_BATCH_SIZE`] rows' parameters.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Rest between two batches, so the requests waiting for the database get it.
+    #[serde(default = "default_batch_rest_ms")]
+    pub batch_rest_ms: u64,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: default_batch_size(),
+            batch_rest_ms: default_batch_rest_ms(),
+        }
+    }
+}
+
+/// The largest batch: a batch's statements bind its row ids plus a few values, and must
+/// stay within [`crate::models::MAX_BOUND_PARAMETERS`].
+pub const MAX_BATCH_SIZE: usize = 900;
+
+const fn default_batch_size() -> usize {
+    500
+}
+const fn default_batch_rest_ms() -> u64 {
+    20
+}
 const fn default_device_cookie_lifetime_days() -> u32 {
     180
 }
@@ -370,6 +406,46 @@ pub struct SessionConfig {
     pub trusted_proxies: TrustedProxies,
     /// How long an anonymous form's CSRF token lives.
     pub form_token_lifetime: Duration,
+    pub maintenance: MaintenanceConfig,
+}
+
+/// The batches maintenance works in, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceConfig {
+    /// Rows per batch, 1 to [`MAX_BATCH_SIZE`].
+    pub batch_size: usize,
+    pub batch_rest: Duration,
+}
+
+impl MaintenanceConfig {
+    fn check(settings: &MaintenanceSettings) -> Result<Self, SettingsError> {
+        if !(1..=MAX_BATCH_SIZE).contains(&settings.batch_size) {
+            return Err(SettingsError::new(
+                "maintenance.batch_size",
+                format!("must be between 1 and {MAX_BATCH_SIZE}"),
+            ));
+        }
+        Ok(Self {
+            batch_size: settings.batch_size,
+            batch_rest: Duration::from_millis(settings.batch_rest_ms),
+        })
+    }
+
+    /// The pause between two batches: requests waiting for the database (SQLite's one
+    /// writer) get their turn.
+    pub async fn rest(&self) {
+        if self.batch_rest.is_zero() {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(self.batch_rest).await;
+        }
+    }
+
+    /// [`Self::batch_size`] as SQL's `LIMIT` takes it.
+    #[must_use]
+    pub const fn limit(&self) -> u64 {
+        self.batch_size as u64
+    }
 }
 
 impl SessionConfig {
@@ -528,6 +604,7 @@ impl SessionConfig {
                 "must be at least 60",
             ));
         }
+        let maintenance = MaintenanceConfig::check(&settings.maintenance)?;
         Ok(Self {
             store: settings.store,
             dir: settings.dir,
@@ -547,6 +624,7 @@ impl SessionConfig {
             redis,
             trusted_proxies,
             form_token_lifetime: Duration::from_secs(settings.form_token_lifetime_secs),
+            maintenance,
         })
     }
 }
