@@ -15,7 +15,7 @@ use crate::{
         session_events, user_sessions,
         users::{self, EmailAddress},
     },
-    sessions::{registry::EndReason, SessionRef},
+    sessions::{jobs::JobKind, registry::EndReason, SessionRef},
     views::admin as admin_view,
 };
 
@@ -39,6 +39,9 @@ pub struct PageQuery {
     pub ended: Option<u64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// What became of a request to end everyone's sessions: `started` or `running`.
+    #[serde(default)]
+    pub job: Option<String>,
 }
 
 /// Rows of the live sessions table at most; the filter narrows it down.
@@ -71,8 +74,15 @@ async fn show(
         .into_iter()
         .map(|(label, value)| json!({ "label": label, "value": value }))
         .collect();
+    let job = sessions.jobs().latest(JobKind::EndEveryone).await?;
     let notice = match (query.ended, query.error.as_deref()) {
         (_, Some("unknown_user")) => "No account has that email.".to_string(),
+        _ if query.job.as_deref() == Some("started") => {
+            "Ending everyone's sessions (but yours) has started; its progress is below.".to_string()
+        }
+        _ if query.job.as_deref() == Some("running") => {
+            "Ending everyone's sessions is already under way; it was not started again.".to_string()
+        }
         (_, Some("unknown_session")) => "That session has already ended.".to_string(),
         (Some(1), _) => "1 session ended.".to_string(),
         (Some(n), _) => format!("{n} sessions ended."),
@@ -102,6 +112,7 @@ async fn show(
             "health": health,
             "usage": usage,
             "audit": sessions.audit_counts(),
+            "job": job.as_ref().map(admin_view::job_line),
         }),
     )?)
 }
@@ -204,21 +215,24 @@ async fn disable_user(
     Ok(ended(count))
 }
 
+/// Starts ending everyone's sessions but the admin's own, in the background, and answers
+/// at once: the page shows the job's progress. A second request while one runs starts
+/// nothing.
 #[debug_handler(state = AppContext)]
 async fn revoke_everyone(
     SessionLayer(sessions): SessionLayer,
     AdminUser(admin): AdminUser,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {
-    let keep = admin.session.session_ref();
-    let count = sessions
-        .revoke_everyone(
-            keep.as_ref(),
-            EndReason::RevokedByAdmin,
-            admin.session.actor().as_ref(),
-        )
+    let started = sessions
+        .start_ending_everyone(admin.session.session_ref(), admin.session.actor())
         .await?;
-    Ok(ended(count))
+    let outcome = if started.is_some() {
+        "started"
+    } else {
+        "running"
+    };
+    Ok(Redirect::to(&format!("/admin/sessions?job={outcome}")).into_response())
 }
 
 pub fn routes() -> Routes {
