@@ -602,10 +602,10 @@ impl Sessions {
         reason: EndReason,
         actor: Option<&Actor>,
     ) -> Result<Option<u64>, SessionError> {
-        let Some(job) = self.start_job(actor).await? else {
+        let Some((job, total)) = self.start_job(actor).await? else {
             return Ok(None);
         };
-        self.run_end_everyone(job, keep, reason, actor)
+        self.run_end_everyone(job, total, keep, reason, actor)
             .await
             .map(Some)
     }
@@ -621,7 +621,7 @@ impl Sessions {
         keep: Option<SessionRef>,
         actor: Option<Actor>,
     ) -> Result<Option<i64>, SessionError> {
-        let Some(job) = self.start_job(actor.as_ref()).await? else {
+        let Some((job, total)) = self.start_job(actor.as_ref()).await? else {
             return Ok(None);
         };
         let sessions = self.clone();
@@ -630,6 +630,7 @@ impl Sessions {
             let _ = sessions
                 .run_end_everyone(
                     job,
+                    total,
                     keep.as_ref(),
                     EndReason::RevokedByAdmin,
                     actor.as_ref(),
@@ -639,12 +640,14 @@ impl Sessions {
         Ok(Some(job))
     }
 
-    async fn start_job(&self, actor: Option<&Actor>) -> Result<Option<i64>, SessionError> {
+    /// The job's id and the live sessions it starts from.
+    async fn start_job(&self, actor: Option<&Actor>) -> Result<Option<(i64, u64)>, SessionError> {
         let total = self.registry().live_count().await?;
-        Ok(self
+        let job = self
             .jobs()
             .start(JobKind::EndEveryone, actor.map(|a| a.user_id), Some(total))
-            .await?)
+            .await?;
+        Ok(job.map(|job| (job, total)))
     }
 
     /// Job `job`'s batches: each ends up to a batch of live sessions (by id, so rows that
@@ -653,12 +656,12 @@ impl Sessions {
     async fn run_end_everyone(
         &self,
         job: i64,
+        total: u64,
         keep: Option<&SessionRef>,
         reason: EndReason,
         actor: Option<&Actor>,
     ) -> Result<u64, SessionError> {
         let limit = self.config().maintenance.limit();
-        let total = self.registry().live_count().await.ok();
         let mut ended = 0;
         let mut after = 0;
         let outcome = loop {
