@@ -125,7 +125,19 @@ pub async fn cleanup(
         })
         .await?;
     let events_pruned = prune_events(sessions, db, sessions.config().events_retention).await?;
-    let throttle_counters = sessions.throttle().sweep_expired().await?;
+    let mut throttle_counters = 0;
+    loop {
+        let batch = sessions.throttle().sweep_expired(limit).await?;
+        throttle_counters += batch;
+        if batch < limit {
+            break;
+        }
+        tracing::info!(
+            done = throttle_counters,
+            "{CLEANUP_TASK}: ended throttle windows deleted"
+        );
+        sessions.config().maintenance.rest().await;
+    }
     // A task process ends right after: the trail must be written before it does.
     sessions.audit().flush().await;
     Ok(CleanupReport {

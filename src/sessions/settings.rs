@@ -434,11 +434,7 @@ impl MaintenanceConfig {
     /// The pause between two batches: requests waiting for the database (SQLite's one
     /// writer) get their turn.
     pub async fn rest(&self) {
-        if self.batch_rest.is_zero() {
-            tokio::task::yield_now().await;
-        } else {
-            tokio::time::sleep(self.batch_rest).await;
-        }
+        super::time::rest(self.batch_rest).await;
     }
 
     /// [`Self::batch_size`] as SQL's `LIMIT` takes it.

@@ -13,6 +13,16 @@ pub fn now() -> UnixTime {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The pause between two batches of maintenance work, so requests waiting for the
+/// database (SQLite's one writer) get their turn; a zero rest still yields.
+pub async fn rest(pause: std::time::Duration) {
+    if pause.is_zero() {
+        tokio::task::yield_now().await;
+    } else {
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// `t` as RFC 3339 text for pages and the JSON API; empty if out of range.
 #[must_use]
 pub fn rfc3339(t: UnixTime) -> String {

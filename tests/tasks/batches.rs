@@ -509,3 +509,56 @@ async fn revoking_2500_sessions_binds_at_most_1000_parameters() {
     let most = most.load(Ordering::Relaxed);
     assert!(most <= 1_000, "a statement bound {most} parameters");
 }
+
+/// The database store's expired records and the SQL throttle's ended windows go in
+/// batches too.
+#[tokio::test]
+async fn the_database_store_and_throttle_sweeps_cross_batch_boundaries() {
+    use tessera::models::_entities::session_records;
+    let app = TestApp::with(Settings {
+        sessions: json!({"store": "database", "maintenance": {"batch_size": 3, "batch_rest_ms": 0}}),
+        ..Settings::default()
+    })
+    .await;
+    let past = (Utc::now() - chrono::Duration::minutes(5)).fixed_offset();
+    let future = (Utc::now() + chrono::Duration::hours(1)).fixed_offset();
+    let records = (0..12).map(|n| session_records::ActiveModel {
+        id: ActiveValue::Set(format!("seeded-{n}")),
+        record: ActiveValue::Set("{}".to_string()),
+        expires_at: ActiveValue::Set(if n < 10 { past } else { future }),
+    });
+    session_records::Entity::insert_many(records)
+        .exec(&app.ctx.db)
+        .await
+        .expect("records");
+    let now_ms = Utc::now().timestamp_millis();
+    for n in 0..11 {
+        let ends = if n < 10 {
+            now_ms - 60_000
+        } else {
+            now_ms + 600_000
+        };
+        app.ctx
+            .db
+            .execute_unprepared(&format!(
+                "INSERT INTO throttle_counters (counter_key, attempts, window_ends_at) VALUES ('k{n}', 1, {ends})"
+            ))
+            .await
+            .expect("counter");
+    }
+    let report = maintenance::cleanup(&app.sessions(), &app.ctx.db, |_, _| {})
+        .await
+        .expect("cleanup");
+    assert_eq!(
+        (report.store.expired, report.throttle_counters),
+        (10, 10),
+        "{report}"
+    );
+    assert_eq!(
+        session_records::Entity::find()
+            .count(&app.ctx.db)
+            .await
+            .expect("count"),
+        2
+    );
+}

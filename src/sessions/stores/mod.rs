@@ -88,7 +88,10 @@ impl Backend {
                 }
             })?),
             StoreKind::Redis => Self::Redis(RedisSessionStore::connect(&config.redis)?),
-            StoreKind::Database => Self::Database(DatabaseStore::new(db.clone())),
+            StoreKind::Database => Self::Database(
+                DatabaseStore::new(db.clone())
+                    .sweeping_in_batches(config.maintenance.limit(), config.maintenance.batch_rest),
+            ),
         })
     }
 
