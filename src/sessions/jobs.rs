@@ -59,6 +59,16 @@ pub struct JobStatus {
     pub error: Option<String>,
 }
 
+/// A job just started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartedJob {
+    pub id: i64,
+    /// When the job of the same kind that this one found interrupted had started: what it
+    /// did after its last commit may be unfinished (see
+    /// [`crate::sessions::Sessions::end_batch`]).
+    pub interrupted_since: Option<DateTime<FixedOffset>>,
+}
+
 /// The text an interrupted job's row is closed with.
 const INTERRUPTED: &str = "interrupted";
 
@@ -108,10 +118,11 @@ impl SessionJobs {
         Self { db }
     }
 
-    /// Starts a job of `kind` for `actor_user_id` over `total` rows; its id, or `None`
-    /// when one of its kind is running already (its row holds the kind's `running` key:
-    /// the unique index refuses a second, however many start at once). A job of the kind
-    /// that stopped writing progress is closed as interrupted first.
+    /// Starts a job of `kind` for `actor_user_id` over `total` rows, or `None` when one
+    /// of its kind is running already (its row holds the kind's `running` key: the unique
+    /// index refuses a second, however many start at once). A job of the kind that stopped
+    /// writing progress is closed as interrupted first, and the new job is told when it
+    /// had started ([`StartedJob::interrupted_since`]).
     ///
     /// # Errors
     /// A database error.
@@ -120,9 +131,15 @@ impl SessionJobs {
         kind: JobKind,
         actor_user_id: Option<i64>,
         total: Option<u64>,
-    ) -> Result<Option<i64>, DbErr> {
+    ) -> Result<Option<StartedJob>, DbErr> {
         let now = now();
         let stale_before = chrono::Duration::from_std(STALE_AFTER).map_or(now, |stale| now - stale);
+        let interrupted_since = session_jobs::Entity::find()
+            .filter(session_jobs::Column::Running.eq(kind.as_str()))
+            .filter(session_jobs::Column::HeartbeatAt.lt(stale_before))
+            .one(&self.db)
+            .await?
+            .map(|job| job.started_at);
         session_jobs::Entity::update_many()
             .col_expr(
                 session_jobs::Column::Running,
@@ -147,7 +164,10 @@ impl SessionJobs {
         .insert(&self.db)
         .await;
         match inserted {
-            Ok(row) => Ok(Some(row.id)),
+            Ok(row) => Ok(Some(StartedJob {
+                id: row.id,
+                interrupted_since,
+            })),
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Ok(None)
             }

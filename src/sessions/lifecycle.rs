@@ -445,8 +445,9 @@ impl Sessions {
     /// sessions are gone and no event saying so: the cleanup would prune those rows as
     /// "vanished", unaudited, and raise the registry-and-store alert. After the commit, a
     /// crash before the deletes leaves records of rows marked ended: the session is
-    /// refused at its next touch, where the registry says it ended, and its record is
-    /// deleted then; deleting a record twice is harmless.
+    /// refused at its next touch, where the registry says it ended, and the next job,
+    /// finding this one interrupted, deletes the records of the rows it ended first;
+    /// deleting a record twice is harmless.
     ///
     /// # Errors
     /// A database error (nothing of the batch happened), or the store failing to delete a
@@ -640,14 +641,63 @@ impl Sessions {
         Ok(Some(job))
     }
 
-    /// The job's id and the live sessions it starts from.
+    /// The job's id and the live sessions it starts from. When it finds the previous job
+    /// interrupted, the records of the sessions that one ended go first: it may have died
+    /// between a batch's commit and the deletes (see [`Self::end_batch`]).
     async fn start_job(&self, actor: Option<&Actor>) -> Result<Option<(i64, u64)>, SessionError> {
         let total = self.registry().live_count().await?;
-        let job = self
+        let Some(job) = self
             .jobs()
             .start(JobKind::EndEveryone, actor.map(|a| a.user_id), Some(total))
-            .await?;
-        Ok(job.map(|job| (job, total)))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(since) = job.interrupted_since {
+            if let Err(error) = self.delete_records_ended_since(since).await {
+                if let Err(db_error) = self.jobs().finish(job.id, 0, Some(error.to_string())).await
+                {
+                    tracing::error!(error = %db_error, job = job.id, "the job's end could not be written");
+                }
+                return Err(error);
+            }
+        }
+        Ok(Some((job.id, total)))
+    }
+
+    /// Deletes the records of the sessions ended by an admin since `since`, a batch at a
+    /// time: their rows and events are committed, their records may not be gone.
+    async fn delete_records_ended_since(
+        &self,
+        since: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<(), SessionError> {
+        let limit = self.config().maintenance.limit();
+        let mut after = 0;
+        let mut deleted = 0;
+        loop {
+            let rows = self
+                .registry()
+                .ended_batch(EndReason::RevokedByAdmin, since, after, limit)
+                .await?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = last.id;
+            for row in &rows {
+                if let Some(key) = store_key_of(row) {
+                    self.backend().delete(key.as_id()).await?;
+                }
+            }
+            deleted += rows.len();
+            tracing::info!(
+                deleted,
+                "records of sessions an interrupted job ended, deleted"
+            );
+            if (rows.len() as u64) < limit {
+                return Ok(());
+            }
+            self.config().maintenance.rest().await;
+        }
     }
 
     /// Job `job`'s batches: each ends up to a batch of live sessions (by id, so rows that

@@ -310,6 +310,28 @@ impl SessionRegistry {
             .await
     }
 
+    /// Up to `limit` rows with ids above `after`, by id, of sessions ended for `reason`
+    /// since `since`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn ended_batch(
+        &self,
+        reason: EndReason,
+        since: DateTime<FixedOffset>,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<user_sessions::Model>, DbErr> {
+        user_sessions::Entity::find()
+            .filter(user_sessions::Column::EndedAt.gte(since))
+            .filter(user_sessions::Column::EndReason.eq(reason.as_str()))
+            .filter(user_sessions::Column::Id.gt(after))
+            .order_by_asc(user_sessions::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+    }
+
     /// How many sessions are live.
     ///
     /// # Errors

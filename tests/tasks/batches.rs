@@ -24,7 +24,7 @@ use tessera::{
     sessions::{
         audit::{self, AuditEvent, EventKind},
         maintenance,
-        registry::EndReason,
+        registry::{EndReason, SessionRegistry},
         SessionConfig, Sessions,
     },
 };
@@ -356,7 +356,27 @@ async fn a_second_request_starts_no_second_job_and_a_dead_job_reads_interrupted(
     );
     assert!(rows(&app.ctx.db).await.iter().all(|r| r.ended_at.is_none()));
 
-    // Its process died (a restart): no progress for two minutes.
+    // Its process died (a restart) between a batch's commit and the deletes of that
+    // batch's records: a row ended, its record still in the store.
+    let (dead_browser, dead_id) = app.browser_logged_in_as("mo@example.com").await;
+    let dead_ref = app
+        .sessions()
+        .session_ref(&crate::support::parse_id(&dead_id));
+    let dead_row = rows(&app.ctx.db)
+        .await
+        .into_iter()
+        .find(|r| r.session_ref == dead_ref.as_str())
+        .expect("its row");
+    let txn = app.sessions().registry().begin().await.expect("txn");
+    SessionRegistry::end_rows(&txn, &[dead_row.id], EndReason::RevokedByAdmin)
+        .await
+        .expect("ended");
+    txn.commit().await.expect("commit");
+    assert!(
+        app.store_has(&dead_id).await,
+        "the record outlived the crash"
+    );
+    // No progress for two minutes.
     session_jobs::Entity::update_many()
         .col_expr(
             session_jobs::Column::HeartbeatAt,
@@ -377,6 +397,17 @@ async fn a_second_request_starts_no_second_job_and_a_dead_job_reads_interrupted(
     })
     .await;
     assert!(finished, "{:?}", job_line(&admin).await);
+    assert!(
+        !app.store_has(&dead_id).await,
+        "the next job deleted the records the interrupted one left"
+    );
+    assert_eq!(location(&dead_browser.get("/dashboard").await), "/login");
+    assert!(
+        !events_per_session(&app.ctx.db, &["revoked"])
+            .await
+            .contains_key(dead_ref.as_str()),
+        "ended by the interrupted job, not audited again"
+    );
     let dead = session_jobs::Entity::find_by_id(running.id)
         .one(&app.ctx.db)
         .await
