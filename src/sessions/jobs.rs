@@ -63,10 +63,10 @@ pub struct JobStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartedJob {
     pub id: i64,
-    /// When the job of the same kind that this one found interrupted had started: what it
-    /// did after its last commit may be unfinished (see
+    /// When the previous job of the kind had started, if it failed or was interrupted:
+    /// what it did after its last commit may be unfinished (see
     /// [`crate::sessions::Sessions::end_batch`]).
-    pub interrupted_since: Option<DateTime<FixedOffset>>,
+    pub unfinished_since: Option<DateTime<FixedOffset>>,
 }
 
 /// The text an interrupted job's row is closed with.
@@ -121,8 +121,8 @@ impl SessionJobs {
     /// Starts a job of `kind` for `actor_user_id` over `total` rows, or `None` when one
     /// of its kind is running already (its row holds the kind's `running` key: the unique
     /// index refuses a second, however many start at once). A job of the kind that stopped
-    /// writing progress is closed as interrupted first, and the new job is told when it
-    /// had started ([`StartedJob::interrupted_since`]).
+    /// writing progress is closed as interrupted first; the new job is told when the
+    /// previous one had started if it did not finish cleanly ([`StartedJob::unfinished_since`]).
     ///
     /// # Errors
     /// A database error.
@@ -134,11 +134,15 @@ impl SessionJobs {
     ) -> Result<Option<StartedJob>, DbErr> {
         let now = now();
         let stale_before = chrono::Duration::from_std(STALE_AFTER).map_or(now, |stale| now - stale);
-        let interrupted_since = session_jobs::Entity::find()
-            .filter(session_jobs::Column::Running.eq(kind.as_str()))
-            .filter(session_jobs::Column::HeartbeatAt.lt(stale_before))
+        let unfinished_since = session_jobs::Entity::find()
+            .filter(session_jobs::Column::Kind.eq(kind.as_str()))
+            .order_by_desc(session_jobs::Column::Id)
             .one(&self.db)
             .await?
+            .filter(|job| {
+                job.error.is_some()
+                    || (job.finished_at.is_none() && job.heartbeat_at < stale_before)
+            })
             .map(|job| job.started_at);
         session_jobs::Entity::update_many()
             .col_expr(
@@ -166,7 +170,7 @@ impl SessionJobs {
         match inserted {
             Ok(row) => Ok(Some(StartedJob {
                 id: row.id,
-                interrupted_since,
+                unfinished_since,
             })),
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Ok(None)

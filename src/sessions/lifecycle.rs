@@ -446,7 +446,8 @@ impl Sessions {
     /// "vanished", unaudited, and raise the registry-and-store alert. After the commit, a
     /// crash before the deletes leaves records of rows marked ended: the session is
     /// refused at its next touch, where the registry says it ended, and the next job,
-    /// finding this one interrupted, deletes the records of the rows it ended first;
+    /// finding this one failed or interrupted, deletes the records of the rows it ended
+    /// first;
     /// deleting a record twice is harmless.
     ///
     /// # Errors
@@ -641,9 +642,9 @@ impl Sessions {
         Ok(Some(job))
     }
 
-    /// The job's id and the live sessions it starts from. When it finds the previous job
-    /// interrupted, the records of the sessions that one ended go first: it may have died
-    /// between a batch's commit and the deletes (see [`Self::end_batch`]).
+    /// The job's id and the live sessions it starts from. When the previous job failed or
+    /// was interrupted, the records of the sessions that one ended go first: it may have
+    /// stopped between a batch's commit and the deletes (see [`Self::end_batch`]).
     async fn start_job(&self, actor: Option<&Actor>) -> Result<Option<(i64, u64)>, SessionError> {
         let total = self.registry().live_count().await?;
         let Some(job) = self
@@ -653,7 +654,7 @@ impl Sessions {
         else {
             return Ok(None);
         };
-        if let Some(since) = job.interrupted_since {
+        if let Some(since) = job.unfinished_since {
             if let Err(error) = self.delete_records_ended_since(since).await {
                 if let Err(db_error) = self.jobs().finish(job.id, 0, Some(error.to_string())).await
                 {
@@ -666,7 +667,8 @@ impl Sessions {
     }
 
     /// Deletes the records of the sessions ended by an admin since `since`, a batch at a
-    /// time: their rows and events are committed, their records may not be gone.
+    /// time: their rows and events are committed, their records may not be gone (deleting
+    /// one twice is harmless).
     async fn delete_records_ended_since(
         &self,
         since: chrono::DateTime<chrono::FixedOffset>,
