@@ -264,7 +264,16 @@ async fn job_line(admin: &axum_test::TestServer) -> Vec<String> {
 
 #[tokio::test]
 async fn the_admin_ends_everyone_in_the_background_and_the_page_follows_the_job() {
-    let app = small_batches(Database::Sqlite).await;
+    the_admin_ends_everyone_in_the_background(Database::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_admin_ends_everyone_in_the_background_and_the_page_follows_the_job_postgres() {
+    the_admin_ends_everyone_in_the_background(Database::Postgres).await;
+}
+
+async fn the_admin_ends_everyone_in_the_background(database: Database) {
+    let app = small_batches(database).await;
     let admin_user = app.create_user("root@example.com", true).await;
     let user = app.create_user("lou@example.com", false).await;
     let (admin, admin_id) = app.browser_logged_in_as("root@example.com").await;
