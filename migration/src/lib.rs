@@ -12,6 +12,7 @@ mod m20261204_000015_credential_generation;
 mod m20261204_000016_audit_clients;
 mod m20261204_000018_task_runs;
 mod m20261205_000019_scale_indexes;
+mod m20261205_000020_session_jobs;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000016_audit_clients::Migration),
             Box::new(m20261204_000018_task_runs::Migration),
             Box::new(m20261205_000019_scale_indexes::Migration),
+            Box::new(m20261205_000020_session_jobs::Migration),
             // inject-above (do not remove this comment)
         ]
     }

@@ -17,6 +17,7 @@ use crate::{
     },
     sessions::{
         events::EndReason,
+        jobs::JobKind,
         keys::SessionRef,
         registry::{EXACT_LIVE_COUNT, FILTER_ACCOUNTS},
     },
@@ -44,6 +45,9 @@ pub struct PageQuery {
     pub ended: Option<u64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// What became of a request to end everyone's sessions: `started` or `running`.
+    #[serde(default)]
+    pub job: Option<String>,
 }
 
 /// Rows of the live sessions table at most; the filter narrows it down.
@@ -84,8 +88,15 @@ async fn show(
     let events = session_events::page_before(&ctx.db, before, EVENTS_PER_PAGE).await?;
     let health = sessions.health().await;
     let usage = sessions.store_usage().await;
+    let job = sessions.jobs().latest(JobKind::EndEveryone).await?;
     let notice = match (query.ended, query.error.as_deref()) {
         (_, Some("unknown_user")) => "No account has that email.".to_string(),
+        _ if query.job.as_deref() == Some("started") => {
+            "Ending everyone's sessions (but yours) has started; its progress is below.".to_string()
+        }
+        _ if query.job.as_deref() == Some("running") => {
+            "Ending everyone's sessions is already under way; it was not started again.".to_string()
+        }
         (_, Some("unknown_session")) => "That session has already ended.".to_string(),
         (Some(1), _) => "1 session ended.".to_string(),
         (Some(n), _) => format!("{n} sessions ended."),
@@ -121,6 +132,7 @@ async fn show(
             "usage": usage.value.into_iter().map(|(label, value)| json!({ "label": label, "value": value })).collect::<Vec<_>>(),
             "usage_read_at": usage.at.to_rfc3339(),
             "audit": sessions.audit_counts(),
+            "job": job.as_ref().map(admin_view::job_line),
         }),
     )?)
 }
@@ -222,21 +234,24 @@ async fn disable_user(
     Ok(ended(count))
 }
 
+/// Starts ending everyone's sessions but the admin's own, in the background, and answers
+/// at once: the page shows the job's progress. A second request while one runs starts
+/// nothing.
 #[debug_handler(state = AppContext)]
 async fn revoke_everyone(
     SharedSessions(sessions): SharedSessions,
     AdminUser(admin): AdminUser,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, AppError> {
-    let keep = admin.session.session_ref();
-    let count = sessions
-        .revoke_everyone(
-            keep.as_ref(),
-            EndReason::RevokedByAdmin,
-            admin.session.actor().as_ref(),
-        )
+    let started = sessions
+        .start_ending_everyone(admin.session.session_ref(), admin.session.actor())
         .await?;
-    Ok(ended(count))
+    let outcome = if started.is_some() {
+        "started"
+    } else {
+        "running"
+    };
+    Ok(Redirect::to(&format!("/admin/sessions?job={outcome}")).into_response())
 }
 
 pub fn routes() -> Routes {

@@ -26,21 +26,22 @@ use std::{
 
 use chrono::{DateTime, DurationRound, FixedOffset, Utc};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, OnConflict},
+    sea_query::{Expr, ExprTrait, OnConflict, Order, Query},
     ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Iterable,
     QueryFilter, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{data::ClientInfo, keys::SessionRef};
-use crate::models::_entities::{session_event_counts, session_events};
+use crate::models::{
+    _entities::{session_event_counts, session_events},
+    MAX_BOUND_PARAMETERS,
+};
 
 /// Events waiting for the database before new ones are dropped.
 const QUEUE_CAPACITY: usize = 10_000;
 /// Events the writer takes from the queue at a time.
 const BATCH: usize = 200;
-/// Values one statement binds, at most (SQLite allows 32,766, PostgreSQL 65,535).
-pub const MAX_BOUND_VALUES: usize = 1_000;
 
 use super::events::EventKind;
 
@@ -164,6 +165,70 @@ impl AuditEvent {
         self.reason = Some(reason.into());
         self
     }
+
+    /// Logs the event (naming the session only by its ref) and counts it on `/metrics`:
+    /// what every event gets, whichever way it reaches the table.
+    pub fn observe(&self) {
+        tracing::info!(
+            event = self.kind.as_str(),
+            user_id = self.user_id,
+            session = self.session_ref.as_ref().map(SessionRef::as_str),
+            ip = self.client.ip.as_deref(),
+            request_ip = self.request_client.as_ref().and_then(|c| c.ip.as_deref()),
+            reason = self.reason.as_deref(),
+            actor_user_id = self.actor_user_id,
+            "session event"
+        );
+        super::metrics::record_event(self.kind, self.reason.as_deref());
+    }
+
+    /// The event's row in `session_events`, as happened at `at`.
+    #[must_use]
+    pub fn into_row(self, at: DateTime<FixedOffset>) -> session_events::ActiveModel {
+        // The request's client only where it says something the session's does not.
+        let request = self.request_client.filter(|r| *r != self.client);
+        // An owner acting on their own session is no one else.
+        let actor = self.actor_user_id.filter(|a| Some(*a) != self.user_id);
+        session_events::ActiveModel {
+            created_at: ActiveValue::Set(at),
+            updated_at: ActiveValue::Set(at),
+            event: ActiveValue::Set(self.kind.as_str().to_string()),
+            user_id: ActiveValue::Set(self.user_id),
+            session_ref: ActiveValue::Set(self.session_ref.map(|r| r.as_str().to_string())),
+            ip: ActiveValue::Set(self.client.ip),
+            user_agent: ActiveValue::Set(user_agent(self.client.user_agent)),
+            reason: ActiveValue::Set(self.reason),
+            actor_user_id: ActiveValue::Set(actor),
+            request_ip: ActiveValue::Set(request.as_ref().and_then(|r| r.ip.clone())),
+            request_user_agent: ActiveValue::Set(request.and_then(|r| user_agent(r.user_agent))),
+            ..Default::default()
+        }
+    }
+}
+
+/// Deletes up to `limit` events older than `cutoff`, oldest first (down the `created_at`
+/// index); how many. One short statement: the retention sweep calls it until it returns
+/// less than `limit`, resting in between.
+///
+/// # Errors
+/// A database error.
+pub async fn delete_older_than(
+    db: &DatabaseConnection,
+    cutoff: DateTime<FixedOffset>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    let oldest = Query::select()
+        .column(session_events::Column::Id)
+        .from(session_events::Entity)
+        .and_where(session_events::Column::CreatedAt.lt(cutoff))
+        .order_by(session_events::Column::CreatedAt, Order::Asc)
+        .limit(limit)
+        .to_owned();
+    Ok(session_events::Entity::delete_many()
+        .filter(session_events::Column::Id.in_subquery(oldest))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 enum Message {
@@ -302,17 +367,7 @@ impl AuditLog {
     /// Queues `event`; never waits. Logs it too, naming the session only by its ref. A
     /// refused attempt joins the others of its throttle counter and window.
     pub fn record(&self, mut event: AuditEvent) {
-        tracing::info!(
-            event = event.kind.as_str(),
-            user_id = event.user_id,
-            session = event.session_ref.as_ref().map(SessionRef::as_str),
-            ip = event.client.ip.as_deref(),
-            request_ip = event.request_client.as_ref().and_then(|c| c.ip.as_deref()),
-            reason = event.reason.as_deref(),
-            actor_user_id = event.actor_user_id,
-            "session event"
-        );
-        super::metrics::record_event(event.kind, event.reason.as_deref());
+        event.observe();
         let now = chrono::Utc::now().fixed_offset();
         let (message, key) = match event.throttled.take() {
             Some(window) => {
@@ -374,7 +429,7 @@ async fn write_events(
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Event(event, at) => batch.push(row(*event, at)),
+                Message::Event(event, at) => batch.push(event.into_row(at)),
                 Message::Refused(key) => {
                     for refusals in pending.take(&key) {
                         add_refusals(&mut refused, refusals);
@@ -434,7 +489,7 @@ async fn write_batch(
 /// in the hour of its `created_at`. Any other row counts one. A row without `created_at`
 /// is written as of now.
 ///
-/// No statement binds more than [`MAX_BOUND_VALUES`] values.
+/// No statement binds more than [`MAX_BOUND_PARAMETERS`] values.
 ///
 /// # Errors
 /// A database error; run it in a transaction and nothing of `rows` is written then.
@@ -478,7 +533,7 @@ pub async fn insert_events<C: ConnectionTrait>(
         }
     }
     let per_row = session_events::Column::iter().count();
-    for chunk in plain.chunks((MAX_BOUND_VALUES / per_row).max(1)) {
+    for chunk in plain.chunks((MAX_BOUND_PARAMETERS / per_row).max(1)) {
         session_events::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(conn)
             .await?;
@@ -496,7 +551,7 @@ pub async fn insert_events<C: ConnectionTrait>(
         .collect();
     // The counts of one statement are of distinct hours and kinds: PostgreSQL updates a
     // row at most once per statement.
-    for chunk in counts.chunks(MAX_BOUND_VALUES / 3) {
+    for chunk in counts.chunks(MAX_BOUND_PARAMETERS / 3) {
         session_event_counts::Entity::insert_many(chunk.to_vec())
             .on_conflict(
                 OnConflict::columns([
@@ -587,7 +642,7 @@ async fn upsert_refused<C: ConnectionTrait>(
 /// the latest one's as the request's.
 fn refused_row(refusals: Refusals) -> session_events::ActiveModel {
     let attempts = i64::try_from(refusals.attempts).unwrap_or(i64::MAX);
-    let mut upsert = row(refusals.first, refusals.first_at);
+    let mut upsert = refusals.first.into_row(refusals.first_at);
     upsert.updated_at = ActiveValue::Set(refusals.last_at);
     // The latest client, even when it is the first: the row shows both.
     upsert.request_ip = ActiveValue::Set(refusals.last_client.ip);
@@ -600,25 +655,4 @@ fn refused_row(refusals: Refusals) -> session_events::ActiveModel {
 
 fn user_agent(user_agent: String) -> Option<String> {
     Some(user_agent).filter(|ua| !ua.is_empty())
-}
-
-fn row(event: AuditEvent, at: DateTime<FixedOffset>) -> session_events::ActiveModel {
-    // The request's client only where it says something the session's does not.
-    let request = event.request_client.filter(|r| *r != event.client);
-    // An owner acting on their own session is no one else.
-    let actor = event.actor_user_id.filter(|a| Some(*a) != event.user_id);
-    session_events::ActiveModel {
-        created_at: ActiveValue::Set(at),
-        updated_at: ActiveValue::Set(at),
-        event: ActiveValue::Set(event.kind.as_str().to_string()),
-        user_id: ActiveValue::Set(event.user_id),
-        session_ref: ActiveValue::Set(event.session_ref.map(|r| r.as_str().to_string())),
-        ip: ActiveValue::Set(event.client.ip),
-        user_agent: ActiveValue::Set(user_agent(event.client.user_agent)),
-        reason: ActiveValue::Set(event.reason),
-        actor_user_id: ActiveValue::Set(actor),
-        request_ip: ActiveValue::Set(request.as_ref().and_then(|r| r.ip.clone())),
-        request_user_agent: ActiveValue::Set(request.and_then(|r| user_agent(r.user_agent))),
-        ..Default::default()
-    }
 }

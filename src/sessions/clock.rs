@@ -21,6 +21,16 @@ pub fn now() -> UnixTime {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The pause between two batches of maintenance work, so requests waiting for the
+/// database (SQLite's one writer) get their turn; a zero rest still yields.
+pub async fn rest(pause: std::time::Duration) {
+    if pause.is_zero() {
+        tokio::task::yield_now().await;
+    } else {
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// `t` as the SQL timestamps SeaORM maps; the epoch if out of range.
 #[must_use]
 pub fn sql_time(t: UnixTime) -> chrono::DateTime<chrono::FixedOffset> {

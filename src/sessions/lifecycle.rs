@@ -41,19 +41,21 @@
 use std::sync::Arc;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
+use sea_orm::{ConnectionTrait, DbErr};
 use tower_sessions::{session_store::SessionStore, Expiry, Session};
 
 use super::{
-    audit::{Actor, AuditCounts, AuditEvent},
+    audit::{self, Actor, AuditCounts, AuditEvent},
     clock::{now, offset_time, sql_time, UnixTime},
     csrf,
     data::{ClientInfo, SessionData, MIGRATED},
     error::SessionError,
     events::{EndReason, EventKind},
+    jobs::JobKind,
     keys::{SessionRef, StoreKey},
     layer::RequestSession,
     policy::Verdict,
-    registry::{store_key_of, LiveCounts, LiveTable, NewEntry, Registration},
+    registry::{store_key_of, LiveCounts, LiveTable, NewEntry, Registration, SessionRegistry},
     Sessions,
 };
 use crate::models::_entities::user_sessions;
@@ -774,23 +776,99 @@ impl Sessions {
         if let Some(key) = store_key_of(row) {
             self.backend().delete(key.as_id()).await?;
         }
-        let session_ref = SessionRef::parse(&row.session_ref);
-        if let Some(session_ref) = &session_ref {
+        if let Some(session_ref) = &SessionRef::parse(&row.session_ref) {
             if !self.registry().end(session_ref, reason).await? {
                 // Ended meanwhile by someone else (two logins past the limit at once),
                 // who wrote the trail.
                 return Ok(());
             }
         }
-        self.audit().record(
-            AuditEvent::new(reason.event())
-                .user(Some(row.user_id))
-                .session(session_ref)
-                .client(ClientInfo::new(&row.user_agent, row.ip.clone()))
-                .reason(reason.as_str())
-                .acted_by(actor),
-        );
+        self.audit().record(end_event(row, reason, actor));
         Ok(())
+    }
+
+    /// Ends the live sessions among `rows` (at most a batch) for `reason`: their rows are
+    /// marked ended and their events written in ONE transaction, then their records are
+    /// deleted; how many this call ended. A row ended already (by anyone, or by an earlier
+    /// run of an interrupted job) is neither ended nor audited again, so running a batch
+    /// twice audits each end once, and a batch that fails writes neither.
+    ///
+    /// Unlike [`Self::revoke`] (record first), the records go after the commit. Deleting
+    /// them first, a failure or a crash before the commit would leave live rows whose
+    /// sessions are gone and no event saying so: the cleanup would prune those rows as
+    /// "vanished", unaudited, and raise the registry-and-store alert. After the commit, a
+    /// crash before the deletes leaves records of rows marked ended: the session is
+    /// refused at its next touch, where the registry says it ended, and the next job,
+    /// finding this one failed or interrupted, deletes the records of the rows it ended
+    /// first;
+    /// deleting a record twice is harmless.
+    ///
+    /// # Errors
+    /// A database error (nothing of the batch happened), or the store failing to delete a
+    /// record after the commit (every other record of the batch is still deleted).
+    pub async fn end_batch(
+        &self,
+        rows: &[user_sessions::Model],
+        reason: EndReason,
+        actor: Option<&Actor>,
+    ) -> Result<usize, SessionError> {
+        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let txn = self.registry().begin().await?;
+        let ended = SessionRegistry::end_rows(&txn, &ids, reason).await?;
+        let events: Vec<AuditEvent> = ended
+            .iter()
+            .map(|row| end_event(row, reason, actor))
+            .collect();
+        write_events(&txn, &events).await?;
+        txn.commit().await?;
+        observe(&events);
+        let mut failed = None;
+        for row in &ended {
+            if let Some(key) = store_key_of(row) {
+                if let Err(error) = self.backend().delete(key.as_id()).await {
+                    tracing::warn!(%error, session = %row.session_ref, "an ended session's record could not be deleted");
+                    failed = Some(error);
+                }
+            }
+        }
+        match failed {
+            Some(error) => Err(error.into()),
+            None => Ok(ended.len()),
+        }
+    }
+
+    /// Removes up to `limit` registry rows of sessions that expired while their user was
+    /// away and writes their end (`idle_expired` or `absolute_expired`, "found by cleanup")
+    /// in the same transaction: a run interrupted and run again audits each once, and
+    /// none is lost. How many. (The app ends a session it finds expired itself, and marks
+    /// its row ended: those are not here.)
+    ///
+    /// # Errors
+    /// A database error; nothing of the batch happened then.
+    pub async fn end_expired_unseen(&self, limit: u64) -> Result<u64, DbErr> {
+        let txn = self.registry().begin().await?;
+        let rows = SessionRegistry::take_expired(&txn, limit).await?;
+        let policy = &self.config().policy;
+        let events: Vec<AuditEvent> = rows
+            .iter()
+            .map(|row| {
+                // Which deadline it was follows from the row: a session whose expiry is
+                // its absolute deadline ran out of lifetime. The row is created up to a
+                // second after the session's own timestamp: allow it.
+                let absolute = row.expires_at.timestamp().saturating_add(1)
+                    >= policy.absolute_deadline(row.created_at.timestamp());
+                let kind = if absolute {
+                    EventKind::AbsoluteExpired
+                } else {
+                    EventKind::IdleExpired
+                };
+                row_event(row, kind).reason("found by cleanup")
+            })
+            .collect();
+        write_events(&txn, &events).await?;
+        txn.commit().await?;
+        observe(&events);
+        Ok(rows.len() as u64)
     }
 
     /// Ends the live session named `session_ref` of `owner`, who asks from their own
@@ -865,18 +943,169 @@ impl Sessions {
         );
     }
 
-    /// Ends every live session of every user but `keep`; how many ended.
+    /// Ends every live session of every user but `keep`, here and now, in batches (as
+    /// `sessions_revoke all:true` does); how many ended, or `None` when a job ending
+    /// everyone's sessions is running already (it is not started twice). Recorded as a
+    /// job, so the admin page shows it.
     ///
     /// # Errors
-    /// When the store or the registry fails part way.
+    /// When the store or the registry fails part way; the batches done stay done, and
+    /// running it again ends the rest.
     pub async fn revoke_everyone(
         &self,
         keep: Option<&SessionRef>,
         reason: EndReason,
         actor: Option<&Actor>,
-    ) -> Result<usize, SessionError> {
-        let rows = self.registry().live().await?;
-        self.revoke_rows(&rows, keep, reason, actor).await
+    ) -> Result<Option<u64>, SessionError> {
+        let Some((job, total)) = self.start_job(actor).await? else {
+            return Ok(None);
+        };
+        self.run_end_everyone(job, total, keep, reason, actor)
+            .await
+            .map(Some)
+    }
+
+    /// Starts ending every live session but `keep` in the background, in batches, and
+    /// returns at once: the job's id, or `None` when one is running already (it is not
+    /// started twice). Its progress is in [`Self::jobs`].
+    ///
+    /// # Errors
+    /// A database error before the job started.
+    pub async fn start_ending_everyone(
+        self: &Arc<Self>,
+        keep: Option<SessionRef>,
+        actor: Option<Actor>,
+    ) -> Result<Option<i64>, SessionError> {
+        let Some((job, total)) = self.start_job(actor.as_ref()).await? else {
+            return Ok(None);
+        };
+        let sessions = self.clone();
+        tokio::spawn(async move {
+            // Failures are in the job's row (and logged): nobody waits for this task.
+            let _ = sessions
+                .run_end_everyone(
+                    job,
+                    total,
+                    keep.as_ref(),
+                    EndReason::RevokedByAdmin,
+                    actor.as_ref(),
+                )
+                .await;
+        });
+        Ok(Some(job))
+    }
+
+    /// The job's id and the live sessions it starts from. When the previous job failed or
+    /// was interrupted, the records of the sessions that one ended go first: it may have
+    /// stopped between a batch's commit and the deletes (see [`Self::end_batch`]).
+    async fn start_job(&self, actor: Option<&Actor>) -> Result<Option<(i64, u64)>, SessionError> {
+        let total = self.registry().live_count().await?;
+        let Some(job) = self
+            .jobs()
+            .start(JobKind::EndEveryone, actor.map(|a| a.user_id), Some(total))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(since) = job.unfinished_since {
+            if let Err(error) = self.delete_records_ended_since(since).await {
+                if let Err(db_error) = self.jobs().finish(job.id, 0, Some(error.to_string())).await
+                {
+                    tracing::error!(error = %db_error, job = job.id, "the job's end could not be written");
+                }
+                return Err(error);
+            }
+        }
+        Ok(Some((job.id, total)))
+    }
+
+    /// Deletes the records of the sessions ended by an admin since `since`, a batch at a
+    /// time: their rows and events are committed, their records may not be gone (deleting
+    /// one twice is harmless).
+    async fn delete_records_ended_since(
+        &self,
+        since: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<(), SessionError> {
+        let limit = self.config().maintenance.limit();
+        let mut after = 0;
+        let mut deleted = 0;
+        loop {
+            let rows = self
+                .registry()
+                .ended_batch(EndReason::RevokedByAdmin, since, after, limit)
+                .await?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = last.id;
+            for row in &rows {
+                if let Some(key) = store_key_of(row) {
+                    self.backend().delete(key.as_id()).await?;
+                }
+            }
+            deleted += rows.len();
+            tracing::info!(
+                deleted,
+                "records of sessions an interrupted job ended, deleted"
+            );
+            if (rows.len() as u64) < limit {
+                return Ok(());
+            }
+            self.config().maintenance.rest().await;
+        }
+    }
+
+    /// Job `job`'s batches: each ends up to a batch of live sessions (by id, so rows that
+    /// end or start meanwhile do not disturb the walk) and writes the progress; then the
+    /// job is closed with the outcome.
+    async fn run_end_everyone(
+        &self,
+        job: i64,
+        total: u64,
+        keep: Option<&SessionRef>,
+        reason: EndReason,
+        actor: Option<&Actor>,
+    ) -> Result<u64, SessionError> {
+        let limit = self.config().maintenance.limit();
+        let mut ended = 0;
+        let mut after = 0;
+        let outcome = loop {
+            let rows = match self.registry().live_batch(after, limit).await {
+                Ok(rows) => rows,
+                Err(error) => break Err(SessionError::from(error)),
+            };
+            let Some(last) = rows.last() else {
+                break Ok(ended);
+            };
+            after = last.id;
+            let batch: Vec<_> = rows
+                .iter()
+                .filter(|r| keep.is_none_or(|k| k.as_str() != r.session_ref))
+                .cloned()
+                .collect();
+            match self.end_batch(&batch, reason, actor).await {
+                Ok(n) => ended += n as u64,
+                Err(error) => break Err(error),
+            }
+            tracing::info!(job, ended, total, "ending everyone's sessions");
+            if let Err(error) = self.jobs().progress(job, ended).await {
+                tracing::warn!(%error, job, "the job's progress could not be written");
+            }
+            if (rows.len() as u64) < limit {
+                break Ok(ended);
+            }
+            self.config().maintenance.rest().await;
+        };
+        let error = outcome.as_ref().err().map(ToString::to_string);
+        if let Some(error) = &error {
+            tracing::error!(job, ended, %error, "ending everyone's sessions failed");
+        } else {
+            tracing::info!(job, ended, "ended everyone's sessions");
+        }
+        if let Err(db_error) = self.jobs().finish(job, ended, error).await {
+            tracing::error!(error = %db_error, job, "the job's end could not be written");
+        }
+        outcome
     }
 
     async fn revoke_rows(
@@ -953,5 +1182,35 @@ impl Sessions {
     #[must_use]
     pub fn audit_counts(&self) -> AuditCounts {
         self.audit().counts()
+    }
+}
+
+/// An event about the session of registry row `row`: its user, its ref, the client that
+/// logged in.
+fn row_event(row: &user_sessions::Model, kind: EventKind) -> AuditEvent {
+    AuditEvent::new(kind)
+        .user(Some(row.user_id))
+        .session(SessionRef::parse(&row.session_ref))
+        .client(ClientInfo::new(&row.user_agent, row.ip.clone()))
+}
+
+/// The end of `row`'s session for `reason`, by `actor`.
+fn end_event(row: &user_sessions::Model, reason: EndReason, actor: Option<&Actor>) -> AuditEvent {
+    row_event(row, reason.event())
+        .reason(reason.as_str())
+        .acted_by(actor)
+}
+
+/// Writes `events` on `conn`, the transaction of the change they record.
+async fn write_events<C: ConnectionTrait>(conn: &C, events: &[AuditEvent]) -> Result<(), DbErr> {
+    let at = sql_time(now());
+    let rows: Vec<_> = events.iter().cloned().map(|e| e.into_row(at)).collect();
+    audit::insert_events(conn, &rows).await
+}
+
+/// Logs and counts events written with their change, once it committed.
+fn observe(events: &[AuditEvent]) {
+    for event in events {
+        event.observe();
     }
 }

@@ -5,10 +5,7 @@
 use std::{fmt, time::Duration};
 
 use chrono::Utc;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions::{
@@ -17,19 +14,19 @@ use tower_sessions::{
 };
 
 use super::{
-    audit::AuditEvent,
-    data::{ClientInfo, MIGRATED},
+    audit::delete_older_than,
+    data::MIGRATED,
     error::SessionError,
-    events::EventKind,
-    keys::{SessionRef, StoreKey},
+    keys::StoreKey,
     registry::{PruneReport, SessionRegistry},
+    settings::MaintenanceConfig,
     stores::{
         ops::{StoreError, StoreSweep},
         Backend, StoreHealth,
     },
     Sessions,
 };
-use crate::models::_entities::{session_events, user_sessions, users};
+use crate::models::_entities::session_events;
 
 /// The task that runs [`cleanup`], as `cargo loco task` and the `task_runs` table name it.
 pub const CLEANUP_TASK: &str = "sessions_cleanup";
@@ -87,6 +84,11 @@ pub enum CleanupError {
 /// expired while their user was away, prunes the registry, and deletes audit events past
 /// the retention and ended throttle windows.
 ///
+/// Every step over the database works in batches of `maintenance.batch_size` rows (no
+/// statement binds more than [`crate::models::MAX_BOUND_PARAMETERS`]), each a short
+/// transaction, with a rest between them so requests are served meanwhile, and logs a
+/// line per batch with the count so far.
+///
 /// # Errors
 /// When the store cannot be listed or the database fails.
 pub async fn cleanup(
@@ -94,22 +96,57 @@ pub async fn cleanup(
     db: &DatabaseConnection,
     progress: impl Fn(u64, u64) + Send + Sync + 'static,
 ) -> Result<CleanupReport, CleanupError> {
+    let limit = sessions.config().maintenance.limit();
     let store = sessions.backend().sweep(progress).await?;
-    // Before the prune deletes their rows: the row is the last trace of why they ended.
-    let expired_unseen = audit_expired_unseen(sessions, db).await?;
+    // Before the prune: the row is the last trace of why they ended, and each leaves
+    // with its event.
+    let mut expired_unseen = 0;
+    loop {
+        let batch = sessions.end_expired_unseen(limit).await?;
+        expired_unseen += batch;
+        if batch > 0 {
+            tracing::info!(
+                done = expired_unseen,
+                "{CLEANUP_TASK}: sessions that expired unseen, audited and removed"
+            );
+        }
+        if batch < limit {
+            break;
+        }
+        sessions.config().maintenance.rest().await;
+    }
+    let batches = sessions.config().maintenance;
     let PruneReport {
         gone,
         vanished,
         ended,
-    } = sessions.registry().prune(sessions.backend()).await?;
-    let events_pruned = prune_events(db, sessions.config().events_retention).await?;
-    let throttle_counters = sessions.throttle().sweep_expired().await?;
+    } = sessions
+        .registry()
+        .prune(sessions.backend(), limit, |done| async move {
+            tracing::info!(done, "{CLEANUP_TASK}: registry rows checked");
+            batches.rest().await;
+        })
+        .await?;
+    let events_pruned = prune_events(sessions, db, sessions.config().events_retention).await?;
+    let mut throttle_counters = 0;
+    loop {
+        let batch = sessions.throttle().sweep_expired(limit).await?;
+        throttle_counters += batch;
+        if batch < limit {
+            break;
+        }
+        tracing::info!(
+            done = throttle_counters,
+            "{CLEANUP_TASK}: ended throttle windows deleted"
+        );
+        sessions.config().maintenance.rest().await;
+    }
     // A task process ends right after: the trail must be written before it does.
     sessions.audit().flush().await;
     Ok(CleanupReport {
         store,
         expired_unseen,
-        registry_gone: gone,
+        registry_gone: expired_unseen + gone,
         registry_vanished: vanished,
         registry_ended: ended,
         events_pruned,
@@ -117,51 +154,35 @@ pub async fn cleanup(
     })
 }
 
-/// Records `idle_expired` or `absolute_expired` for every registry row of a session that
-/// passed its deadline without its user coming back (the app ends a session it finds
-/// expired itself, and marks its row ended). Which deadline it was follows from the row:
-/// a session whose expiry is its absolute deadline ran out of lifetime.
-async fn audit_expired_unseen(sessions: &Sessions, db: &DatabaseConnection) -> Result<u64, DbErr> {
-    let now = Utc::now().fixed_offset();
-    let rows = user_sessions::Entity::find()
-        .filter(user_sessions::Column::EndedAt.is_null())
-        .filter(user_sessions::Column::ExpiresAt.lte(now))
-        .all(db)
-        .await?;
-    let policy = &sessions.config().policy;
-    for row in &rows {
-        // The row is created up to a second after the session's own timestamp: allow it.
-        let absolute = row.expires_at.timestamp().saturating_add(1)
-            >= policy.absolute_deadline(row.created_at.timestamp());
-        let kind = if absolute {
-            EventKind::AbsoluteExpired
-        } else {
-            EventKind::IdleExpired
-        };
-        sessions.audit().record(
-            AuditEvent::new(kind)
-                .user(Some(row.user_id))
-                .session(SessionRef::parse(&row.session_ref))
-                .client(ClientInfo::new(&row.user_agent, row.ip.clone()))
-                .reason("found by cleanup"),
-        );
-    }
-    Ok(rows.len() as u64)
-}
-
-/// Deletes audit events older than `retention`; how many.
-async fn prune_events(db: &DatabaseConnection, retention: Duration) -> Result<u64, DbErr> {
+/// Deletes audit events older than `retention`, a batch at a time, oldest first; how many.
+async fn prune_events(
+    sessions: &Sessions,
+    db: &DatabaseConnection,
+    retention: Duration,
+) -> Result<u64, DbErr> {
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let cutoff = Utc::now()
         .checked_sub_signed(retention)
-        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-    let pruned = session_events::Entity::delete_many()
-        .filter(session_events::Column::CreatedAt.lt(cutoff.fixed_offset()))
-        .exec(db)
-        .await?
-        .rows_affected;
-    super::audit::prune_counts(db, cutoff.fixed_offset()).await?;
-    Ok(pruned)
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
+        .fixed_offset();
+    let limit = sessions.config().maintenance.limit();
+    let mut deleted = 0;
+    loop {
+        let batch = delete_older_than(db, cutoff, limit).await?;
+        deleted += batch;
+        if batch > 0 {
+            tracing::info!(
+                done = deleted,
+                "{CLEANUP_TASK}: audit events past the retention deleted"
+            );
+        }
+        if batch < limit {
+            // The charts' hourly counts go with the events they counted.
+            super::audit::prune_counts(db, cutoff).await?;
+            return Ok(deleted);
+        }
+        sessions.config().maintenance.rest().await;
+    }
 }
 
 /// Counts of lifecycle events over one period.
@@ -215,23 +236,33 @@ impl fmt::Display for StatsReport {
     }
 }
 
-async fn count_events(db: &DatabaseConnection, kinds: &[&str], hours: i64) -> Result<u64, DbErr> {
-    session_events::Entity::find()
-        .filter(session_events::Column::Event.is_in(kinds.iter().copied()))
+/// Lifecycle events since `hours` ago: one grouped count down the `created_at` index,
+/// whose cost follows the events of that period, not the whole trail.
+async fn event_counts(db: &DatabaseConnection, hours: i64) -> Result<EventCounts, DbErr> {
+    const KINDS: [&str; 4] = ["created", "idle_expired", "absolute_expired", "revoked"];
+    let rows: Vec<(String, i64)> = session_events::Entity::find()
+        .select_only()
+        .column(session_events::Column::Event)
+        .column_as(session_events::Column::Id.count(), "count")
         .filter(
             session_events::Column::CreatedAt
                 .gte((Utc::now() - chrono::Duration::hours(hours)).fixed_offset()),
         )
-        .count(db)
-        .await
-}
-
-async fn event_counts(db: &DatabaseConnection, hours: i64) -> Result<EventCounts, DbErr> {
-    Ok(EventCounts {
-        created: count_events(db, &["created"], hours).await?,
-        expired: count_events(db, &["idle_expired", "absolute_expired"], hours).await?,
-        revoked: count_events(db, &["revoked"], hours).await?,
-    })
+        .filter(session_events::Column::Event.is_in(KINDS))
+        .group_by(session_events::Column::Event)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut counts = EventCounts::default();
+    for (event, n) in rows {
+        let n = n.unsigned_abs();
+        match event.as_str() {
+            "created" => counts.created += n,
+            "revoked" => counts.revoked += n,
+            _ => counts.expired += n,
+        }
+    }
+    Ok(counts)
 }
 
 /// Gathers `sessions_stats`.
@@ -240,27 +271,11 @@ async fn event_counts(db: &DatabaseConnection, hours: i64) -> Result<EventCounts
 /// A database error.
 pub async fn stats(sessions: &Sessions, db: &DatabaseConnection) -> Result<StatsReport, DbErr> {
     let per_store = sessions.registry().live_counts_by_store().await?;
-    let top: Vec<(String, i64)> = user_sessions::Entity::find()
-        .select_only()
-        .column(users::Column::Email)
-        .column_as(user_sessions::Column::Id.count(), "count")
-        .inner_join(users::Entity)
-        .filter(user_sessions::Column::EndedAt.is_null())
-        .filter(user_sessions::Column::ExpiresAt.gt(Utc::now().fixed_offset()))
-        .group_by(users::Column::Email)
-        .order_by_desc(user_sessions::Column::Id.count())
-        .order_by_asc(users::Column::Email)
-        .limit(10)
-        .into_tuple()
-        .all(db)
-        .await?;
+    let top_users = sessions.registry().top_live_users(10).await?;
     Ok(StatsReport {
         live_total: per_store.iter().map(|(_, n)| n).sum(),
         per_store,
-        top_users: top
-            .into_iter()
-            .map(|(email, n)| (email, n.unsigned_abs()))
-            .collect(),
+        top_users,
         last_hour: event_counts(db, 1).await?,
         last_day: event_counts(db, 24).await?,
         health: sessions.health().await,
@@ -321,9 +336,16 @@ pub async fn migrate(
     registry: &SessionRegistry,
     from: &Backend,
     to: &Backend,
+    batch: &MaintenanceConfig,
 ) -> Result<MigrateReport, StoreError> {
     let mut report = MigrateReport::default();
-    for key in from.keys().await? {
+    let keys = from.keys().await?;
+    let total = keys.len();
+    for (done, key) in keys.into_iter().enumerate() {
+        if done > 0 && done % batch.batch_size == 0 {
+            tracing::info!(done, total, "sessions_migrate: records handled");
+            batch.rest().await;
+        }
         match registry
             .is_ended(&StoreKey::listed(key).session_ref())
             .await
@@ -381,6 +403,30 @@ pub async fn migrate(
         }
     }
     Ok(report)
+}
+
+/// Re-labels the registry rows of sessions that moved from store `from` to `to`, a batch
+/// at a time; how many.
+///
+/// # Errors
+/// A database error; the batches done stay done, and running it again does the rest.
+pub async fn relabel_store(sessions: &Sessions, from: &str, to: &str) -> Result<u64, DbErr> {
+    let limit = sessions.config().maintenance.limit();
+    let mut moved = 0;
+    loop {
+        let batch = sessions
+            .registry()
+            .move_store_batch(from, to, limit)
+            .await?;
+        moved += batch;
+        if batch > 0 {
+            tracing::info!(done = moved, "sessions_migrate: registry rows re-labelled");
+        }
+        if batch < limit {
+            return Ok(moved);
+        }
+        sessions.config().maintenance.rest().await;
+    }
 }
 
 /// How one record reached the target.

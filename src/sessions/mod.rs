@@ -17,7 +17,7 @@
 //!   `stores/encrypted.rs`, `stores/file.rs`, `stores/hashed.rs`, `stores/limited.rs`,
 //!   `stores/memory.rs`, `stores/redis.rs`
 //! - Layer 3 (configuration): `settings.rs`
-//! - Layer 4 (components): `registry.rs`, `audit.rs`, `device.rs`, `throttle.rs`
+//! - Layer 4 (components): `registry.rs`, `audit.rs`, `jobs.rs`, `device.rs`, `throttle.rs`
 //! - Layer 5 (service): `mod.rs`
 //! - Layer 6 (lifecycle): `layer.rs`, `lifecycle.rs`
 //! - Layer 7 (operations): `login.rs`, `signup.rs`, `maintenance.rs`, `monitoring.rs`
@@ -65,7 +65,9 @@
 //!
 //! **Components**, on the stores and their configuration:
 //! - [`registry`]: one SQL row per session, for "my sessions", limits and revocation;
-//! - [`audit`]: the lifecycle events, written to SQL off the request path;
+//! - [`audit`]: the lifecycle events, written to SQL off the request path (or with the
+//!   change they record, in its transaction: [`audit::insert_events`]);
+//! - [`jobs`]: background jobs over sessions and their progress, in SQL;
 //! - [`device`]: the signed device cookies of browsers that logged in before;
 //! - [`throttle`]: password-guess counters per device cookie, account and IP, and sign-ups
 //!   per IP, each attempt reserved before it is judged (one Redis script, or one SQL
@@ -100,6 +102,7 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod hashing;
+pub mod jobs;
 pub mod keys;
 pub mod layer;
 pub mod lifecycle;
@@ -127,6 +130,7 @@ use self::{
     device::DeviceCookies,
     error::SessionError,
     hashing::PasswordHashing,
+    jobs::SessionJobs,
     keys::{IdHasher, SessionRef},
     recount::{Counted, Recounted},
     registry::SessionRegistry,
@@ -161,6 +165,7 @@ pub struct Sessions {
     store: Arc<SessionStack>,
     registry: SessionRegistry,
     audit: AuditLog,
+    jobs: SessionJobs,
     throttle: LoginThrottle,
     devices: DeviceCookies,
     hashing: PasswordHashing,
@@ -200,6 +205,7 @@ impl Sessions {
         Ok(Self {
             config,
             store: Arc::new(Instrumented::new(limited)),
+            jobs: SessionJobs::new(db.clone()),
             registry: SessionRegistry::new(db),
             audit,
             throttle,
@@ -325,6 +331,12 @@ impl Sessions {
     #[must_use]
     pub const fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// Background jobs over sessions, and their progress.
+    #[must_use]
+    pub const fn jobs(&self) -> &SessionJobs {
+        &self.jobs
     }
 
     #[must_use]

@@ -11,9 +11,9 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset, Utc};
 use sea_orm::{
     sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement},
-    ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, SelectTwo,
-    TransactionTrait,
+    ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    SelectTwo, TransactionTrait,
 };
 use tower_sessions::session_store::SessionStore;
 
@@ -72,7 +72,8 @@ pub enum Registration {
 /// What [`SessionRegistry::prune`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneReport {
-    /// Rows of sessions that expired or vanished from the store.
+    /// Rows of sessions gone from the store (the same as [`PruneReport::vanished`] since
+    /// rows of expired sessions leave with their audit event, not here).
     pub gone: u64,
     /// Of [`PruneReport::gone`], rows whose session had not expired yet the store no longer
     /// held (or held unreadable): where the registry and the store disagreed (an evicted
@@ -163,6 +164,15 @@ impl SessionRegistry {
                 .add(user_sessions::Column::EndedAt.is_null())
                 .add(user_sessions::Column::ExpiresAt.gt(sql_time(now()))),
         )
+    }
+
+    /// A transaction on the registry's database, for work that changes rows and writes
+    /// what it did (their audit events) at once.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db.begin().await
     }
 
     /// Records a new session and returns the user's live sessions beyond `limit`, least
@@ -360,12 +370,141 @@ impl SessionRegistry {
             .await
     }
 
-    /// Every live session (for revoking them all).
+    /// Every live session. Unbounded: for tests and small tables; work over all sessions
+    /// goes through [`Self::live_batch`].
     ///
     /// # Errors
     /// A database error.
     pub async fn live(&self) -> Result<Vec<user_sessions::Model>, DbErr> {
         Self::live_rows().all(&self.db).await
+    }
+
+    /// Up to `limit` live sessions with ids above `after`, by id: one batch of a walk over
+    /// every live session that rows ended or added meanwhile do not disturb.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_batch(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<user_sessions::Model>, DbErr> {
+        Self::live_rows()
+            .filter(user_sessions::Column::Id.gt(after))
+            .order_by_asc(user_sessions::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+    }
+
+    /// Up to `limit` rows with ids above `after`, by id, of sessions ended for `reason`
+    /// since `since`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn ended_batch(
+        &self,
+        reason: EndReason,
+        since: DateTime<FixedOffset>,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<user_sessions::Model>, DbErr> {
+        user_sessions::Entity::find()
+            .filter(user_sessions::Column::EndedAt.gte(since))
+            .filter(user_sessions::Column::EndReason.eq(reason.as_str()))
+            .filter(user_sessions::Column::Id.gt(after))
+            .order_by_asc(user_sessions::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+    }
+
+    /// How many sessions are live.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn live_count(&self) -> Result<u64, DbErr> {
+        Self::live_rows().count(&self.db).await
+    }
+
+    /// Marks the rows `ids` ended for `reason`, on `conn` (the transaction that audits
+    /// them); the rows this call ended. A row ended already (by a concurrent revoke, or an
+    /// earlier run of the same batch) is left as it is and not returned, so its end is
+    /// audited once. `ids` holds at most a batch.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn end_rows<C: ConnectionTrait>(
+        conn: &C,
+        ids: &[i64],
+        reason: EndReason,
+    ) -> Result<Vec<user_sessions::Model>, DbErr> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = sql_time(now());
+        user_sessions::Entity::update_many()
+            .col_expr(user_sessions::Column::EndedAt, Expr::value(now))
+            .col_expr(
+                user_sessions::Column::EndReason,
+                Expr::value(reason.as_str()),
+            )
+            .col_expr(user_sessions::Column::UpdatedAt, Expr::value(now))
+            .filter(user_sessions::Column::Id.is_in(ids.iter().copied()))
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .exec_with_returning(conn)
+            .await
+    }
+
+    /// Removes up to `limit` rows of sessions that expired without being ended (their
+    /// user never came back), on `conn` (the transaction that audits them); the rows
+    /// removed. Of two runs at once, each row goes to one.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn take_expired<C: ConnectionTrait>(
+        conn: &C,
+        limit: u64,
+    ) -> Result<Vec<user_sessions::Model>, DbErr> {
+        let expired = Query::select()
+            .column(user_sessions::Column::Id)
+            .from(user_sessions::Entity)
+            .and_where(user_sessions::Column::EndedAt.is_null())
+            .and_where(user_sessions::Column::ExpiresAt.lte(sql_time(now())))
+            .order_by(user_sessions::Column::Id, Order::Asc)
+            .limit(limit)
+            .to_owned();
+        user_sessions::Entity::delete_many()
+            .filter(user_sessions::Column::Id.in_subquery(expired))
+            // Re-checked on the row itself: a session touched since the subquery read it
+            // is live again.
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .filter(user_sessions::Column::ExpiresAt.lte(sql_time(now())))
+            .exec_with_returning(conn)
+            .await
+    }
+
+    /// The `limit` users with the most live sessions, by email, most first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn top_live_users(&self, limit: u64) -> Result<Vec<(String, u64)>, DbErr> {
+        let top: Vec<(String, i64)> = Self::live_rows()
+            .select_only()
+            .column(users::Column::Email)
+            .column_as(user_sessions::Column::Id.count(), "count")
+            .inner_join(users::Entity)
+            .group_by(users::Column::Email)
+            .order_by_desc(user_sessions::Column::Id.count())
+            .order_by_asc(users::Column::Email)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(top
+            .into_iter()
+            .map(|(email, n)| (email, n.unsigned_abs()))
+            .collect())
     }
 
     /// Live sessions per store, every one counted (for `sessions_stats`; a page or a
@@ -483,15 +622,22 @@ impl SessionRegistry {
         })
     }
 
-    /// Re-labels live rows after their sessions moved from one store to another.
+    /// Re-labels up to `limit` rows not ended after their sessions moved from store
+    /// `from` to `to`; how many. Called until it returns less than `limit`.
     ///
     /// # Errors
     /// A database error.
-    pub async fn move_store(&self, from: &str, to: &str) -> Result<u64, DbErr> {
+    pub async fn move_store_batch(&self, from: &str, to: &str, limit: u64) -> Result<u64, DbErr> {
+        let batch = Query::select()
+            .column(user_sessions::Column::Id)
+            .from(user_sessions::Entity)
+            .and_where(user_sessions::Column::Store.eq(from))
+            .and_where(user_sessions::Column::EndedAt.is_null())
+            .limit(limit)
+            .to_owned();
         Ok(user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::Store, Expr::value(to))
-            .filter(user_sessions::Column::Store.eq(from))
-            .filter(user_sessions::Column::EndedAt.is_null())
+            .filter(user_sessions::Column::Id.in_subquery(batch))
             .exec(&self.db)
             .await?
             .rows_affected)
@@ -505,51 +651,84 @@ impl SessionRegistry {
         user_sessions::Entity::find().count(&self.db).await
     }
 
-    /// Removes rows of sessions that expired or are gone from `store`, and rows of
-    /// sessions ended more than a day ago.
+    /// Removes, `limit` rows at a time, rows of sessions gone from `store` (not expired,
+    /// not ended, yet the store has no readable record: see [`PruneReport::vanished`]) and
+    /// rows of sessions ended more than a day ago. Rows of sessions that expired unseen are
+    /// not touched: their end is audited as it removes them
+    /// ([`Self::take_expired`], through the lifecycle). `rest` runs between batches
+    /// (a pause that lets requests at the database) with how many rows it has looked at.
     ///
     /// # Errors
     /// A database error.
-    pub async fn prune<S: SessionStore>(&self, store: &S) -> Result<PruneReport, DbErr> {
+    pub async fn prune<S, R, F>(&self, store: &S, limit: u64, rest: R) -> Result<PruneReport, DbErr>
+    where
+        S: SessionStore,
+        R: Fn(u64) -> F,
+        F: std::future::Future<Output = ()>,
+    {
         let mut report = PruneReport::default();
-        let now = sql_time(now());
-        let open = user_sessions::Entity::find()
-            .filter(user_sessions::Column::EndedAt.is_null())
-            .all(&self.db)
-            .await?;
-        let mut gone = Vec::new();
-        for row in open {
-            if row.expires_at <= now {
-                gone.push(row.id);
-                continue;
-            }
-            let vanished = match store_key_of(&row) {
-                None => true,
-                // A store that does not answer proves nothing: keep the row. A record it
-                // cannot read is no session.
-                Some(key) => matches!(
-                    store.load(key.as_id()).await,
-                    Ok(None) | Err(tower_sessions::session_store::Error::Decode(_))
-                ),
-            };
-            if vanished {
-                report.vanished += 1;
-                gone.push(row.id);
-            }
-        }
-        if !gone.is_empty() {
-            report.gone = gone.len() as u64;
-            user_sessions::Entity::delete_many()
-                .filter(user_sessions::Column::Id.is_in(gone))
-                .exec(&self.db)
+        let mut after = 0;
+        let mut seen = 0;
+        loop {
+            let open = Self::live_rows()
+                .filter(user_sessions::Column::Id.gt(after))
+                .order_by_asc(user_sessions::Column::Id)
+                .limit(limit)
+                .all(&self.db)
                 .await?;
+            let Some(last) = open.last() else { break };
+            after = last.id;
+            seen += open.len() as u64;
+            let mut vanished = Vec::new();
+            for row in &open {
+                let gone = match store_key_of(row) {
+                    None => true,
+                    // A store that does not answer proves nothing: keep the row. A record it
+                    // cannot read is no session.
+                    Some(key) => matches!(
+                        store.load(key.as_id()).await,
+                        Ok(None) | Err(tower_sessions::session_store::Error::Decode(_))
+                    ),
+                };
+                if gone {
+                    vanished.push(row.id);
+                }
+            }
+            if !vanished.is_empty() {
+                // Still not ended: a row ended meanwhile was audited by whoever ended it,
+                // and stays its day.
+                report.vanished += user_sessions::Entity::delete_many()
+                    .filter(user_sessions::Column::Id.is_in(vanished))
+                    .filter(user_sessions::Column::EndedAt.is_null())
+                    .exec(&self.db)
+                    .await?
+                    .rows_affected;
+            }
+            if (open.len() as u64) < limit {
+                break;
+            }
+            rest(seen).await;
         }
-        let cutoff = now - chrono::Duration::hours(ENDED_RETENTION_HOURS);
-        report.ended = user_sessions::Entity::delete_many()
-            .filter(user_sessions::Column::EndedAt.lt(cutoff))
-            .exec(&self.db)
-            .await?
-            .rows_affected;
+        report.gone = report.vanished;
+        let cutoff = sql_time(now()) - chrono::Duration::hours(ENDED_RETENTION_HOURS);
+        loop {
+            let batch = Query::select()
+                .column(user_sessions::Column::Id)
+                .from(user_sessions::Entity)
+                .and_where(user_sessions::Column::EndedAt.lt(cutoff))
+                .limit(limit)
+                .to_owned();
+            let deleted = user_sessions::Entity::delete_many()
+                .filter(user_sessions::Column::Id.in_subquery(batch))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+            report.ended += deleted;
+            if deleted < limit {
+                break;
+            }
+            rest(report.ended).await;
+        }
         Ok(report)
     }
 }

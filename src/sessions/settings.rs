@@ -66,6 +66,9 @@ pub struct SessionSettings {
     /// Argon2 hashes at once, and the queue for them.
     #[serde(default)]
     pub password_hashing: PasswordHashingSettings,
+    /// How the tasks and the admin's "end everyone's sessions" work through big tables.
+    #[serde(default)]
+    pub maintenance: MaintenanceSettings,
     /// How many days the audit trail (`session_events`) keeps an event; `sessions_cleanup`
     /// deletes older ones.
     #[serde(default = "default_events_retention_days")]
@@ -188,6 +191,39 @@ impl PasswordHashingSettings {
     }
 }
 
+/// `settings.sessions.maintenance`: the batches the tasks, the retention sweep and the
+/// admin's "end everyone's sessions" work in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    /// Rows per batch: each batch is one short transaction, and no statement binds more
+    /// than [`MAX_BATCH_SIZE`] rows' parameters.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Rest between two batches, so the requests waiting for the database get it.
+    #[serde(default = "default_batch_rest_ms")]
+    pub batch_rest_ms: u64,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: default_batch_size(),
+            batch_rest_ms: default_batch_rest_ms(),
+        }
+    }
+}
+
+/// The largest batch: a batch's statements bind its row ids plus a few values, and must
+/// stay within [`crate::models::MAX_BOUND_PARAMETERS`].
+pub const MAX_BATCH_SIZE: usize = 900;
+
+const fn default_batch_size() -> usize {
+    500
+}
+const fn default_batch_rest_ms() -> u64 {
+    20
+}
 const fn default_device_cookie_lifetime_days() -> u32 {
     180
 }
@@ -359,6 +395,42 @@ pub struct SessionConfig {
     pub trusted_proxies: TrustedProxies,
     /// How long an anonymous form's CSRF token lives.
     pub form_token_lifetime: Duration,
+    pub maintenance: MaintenanceConfig,
+}
+
+/// The batches maintenance works in, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceConfig {
+    /// Rows per batch, 1 to [`MAX_BATCH_SIZE`].
+    pub batch_size: usize,
+    pub batch_rest: Duration,
+}
+
+impl MaintenanceConfig {
+    fn check(settings: &MaintenanceSettings) -> Result<Self, SettingsError> {
+        if !(1..=MAX_BATCH_SIZE).contains(&settings.batch_size) {
+            return Err(SettingsError::new(
+                "maintenance.batch_size",
+                format!("must be between 1 and {MAX_BATCH_SIZE}"),
+            ));
+        }
+        Ok(Self {
+            batch_size: settings.batch_size,
+            batch_rest: Duration::from_millis(settings.batch_rest_ms),
+        })
+    }
+
+    /// The pause between two batches: requests waiting for the database (SQLite's one
+    /// writer) get their turn.
+    pub async fn rest(&self) {
+        super::clock::rest(self.batch_rest).await;
+    }
+
+    /// [`Self::batch_size`] as SQL's `LIMIT` takes it.
+    #[must_use]
+    pub const fn limit(&self) -> u64 {
+        self.batch_size as u64
+    }
 }
 
 impl SessionConfig {
@@ -399,6 +471,7 @@ impl SessionConfig {
     ) -> Result<Self, SettingsError> {
         let production = *environment == Environment::Production;
         let secret = check_secret(settings.secret)?;
+        let maintenance = MaintenanceConfig::check(&settings.maintenance)?;
         Ok(Self {
             policy: SessionPolicy::new(
                 settings.idle_timeout_secs,
@@ -424,7 +497,7 @@ impl SessionConfig {
                     * 3600,
             ),
             max_per_user: at_least("max_per_user", settings.max_per_user, 1)?,
-            store: check_store(settings.store, settings.dir, settings.redis)?,
+            store: check_store(settings.store, settings.dir, settings.redis, &maintenance)?,
             trusted_proxies: check_trusted_proxies(settings.trusted_proxies.as_deref())?,
             // Shorter than a minute, people filling in the form would keep losing it.
             form_token_lifetime: Duration::from_secs(at_least(
@@ -434,6 +507,7 @@ impl SessionConfig {
             )?),
             fingerprint: settings.fingerprint,
             metrics_token: settings.metrics_token.filter(|t| !t.trim().is_empty()),
+            maintenance,
             secret: SessionSecret::new(secret.into_bytes()),
         })
     }
@@ -476,12 +550,19 @@ fn check_store(
     kind: StoreKind,
     dir: PathBuf,
     redis: RedisSettings,
+    maintenance: &MaintenanceConfig,
 ) -> Result<StoreConfig, SettingsError> {
     let redis = check_redis(redis)?;
     if dir.as_os_str().is_empty() {
         return Err(SettingsError::new("dir", "SESSION_DIR is empty"));
     }
-    Ok(StoreConfig { kind, dir, redis })
+    Ok(StoreConfig {
+        kind,
+        dir,
+        redis,
+        sweep_batch: maintenance.limit(),
+        sweep_rest: maintenance.batch_rest,
+    })
 }
 
 /// `throttle`: every limit and window more than 0.

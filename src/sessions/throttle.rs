@@ -378,24 +378,27 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Deletes SQL counters whose window ended (Redis expires its own); how many.
+    /// Deletes up to `limit` SQL counters whose window ended (Redis expires its own), down
+    /// the `window_ends_at` index; how many. The cleanup calls it until it returns less
+    /// than `limit`.
     ///
     /// # Errors
     /// A database error.
-    pub async fn sweep_expired(&self) -> Result<u64, SessionError> {
+    pub async fn sweep_expired(&self, limit: u64) -> Result<u64, SessionError> {
         let Counters::Sql(db) = &self.counters else {
             return Ok(0);
         };
         let backend = db.get_database_backend();
         let sql = match backend {
-            DbBackend::Postgres => "DELETE FROM throttle_counters WHERE window_ends_at <= $1",
-            _ => "DELETE FROM throttle_counters WHERE window_ends_at <= ?",
+            DbBackend::Postgres => "DELETE FROM throttle_counters WHERE counter_key IN (SELECT counter_key FROM throttle_counters WHERE window_ends_at <= $1 LIMIT $2)",
+            _ => "DELETE FROM throttle_counters WHERE counter_key IN (SELECT counter_key FROM throttle_counters WHERE window_ends_at <= ? LIMIT ?)",
         };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let result = db
             .execute_raw(Statement::from_sql_and_values(
                 backend,
                 sql,
-                [now_ms().into()],
+                [now_ms().into(), limit.into()],
             ))
             .await
             .map_err(sql_error)?;

@@ -67,13 +67,15 @@ impl Task for SessionsMigrate {
                 .map_err(|e| Error::Message(e.to_string()))
         };
         let (source, target) = (open(from)?, open(to)?);
-        let report = maintenance::migrate(sessions.registry(), &source, &target)
-            .await
-            .map_err(|e| Error::Message(format!("sessions_migrate: {e}")))?;
-        let relabelled = sessions
-            .registry()
-            .move_store(from.name(), to.name())
-            .await?;
+        let report = maintenance::migrate(
+            sessions.registry(),
+            &source,
+            &target,
+            &sessions.config().maintenance,
+        )
+        .await
+        .map_err(|e| Error::Message(format!("sessions_migrate: {e}")))?;
+        let relabelled = maintenance::relabel_store(&sessions, from.name(), to.name()).await?;
         println!("{report}; {relabelled} registry rows now say {to}");
         if report.failed > 0 {
             return Err(Error::Message(format!(

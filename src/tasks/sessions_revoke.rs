@@ -1,4 +1,6 @@
 //! `cargo loco task sessions_revoke user:EMAIL` or `all:true`: ends sessions now, audited.
+//! `all:true` works in batches (`settings.sessions.maintenance`), logging a line per batch,
+//! and is recorded as a job the admin page shows.
 
 use loco_rs::{
     app::AppContext,
@@ -42,6 +44,11 @@ impl Task for SessionsRevoke {
                     .await;
                 let ended =
                     ended.map_err(|e| loco_rs::Error::Message(format!("sessions_revoke: {e}")))?;
+                let Some(ended) = ended else {
+                    return Err(loco_rs::Error::Message(
+                        "sessions_revoke: ending everyone's sessions is already under way (see /admin/sessions); not started twice".to_string(),
+                    ));
+                };
                 println!("sessions_revoke: ended {ended} sessions of all users");
             }
             _ => {

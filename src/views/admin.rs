@@ -5,7 +5,10 @@ use serde::Serialize;
 use super::{charts::HourlyChart, device};
 use crate::{
     models::session_events::{EventPage, HourlyCounts, Model},
-    sessions::registry::LiveSession,
+    sessions::{
+        jobs::{JobState, JobStatus},
+        registry::LiveSession,
+    },
 };
 
 /// One 24-hour chart: what it is called and which event kinds it counts.
@@ -240,5 +243,72 @@ mod tests {
             request_client(&other),
             "last from Firefox on Linux on 10.1.2.3"
         );
+    }
+}
+
+/// The "end everyone's sessions" job, as one status line.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobLine {
+    /// `running`, `finished`, `failed` or `interrupted`.
+    pub state: &'static str,
+    pub text: String,
+}
+
+/// `n` with thousands separated: 4,000.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[must_use]
+pub fn job_line(job: &JobStatus) -> JobLine {
+    let done = thousands(job.done);
+    let (state, text) = match job.state {
+        JobState::Running => (
+            "running",
+            match job.total {
+                Some(total) => format!(
+                    "Ending all sessions: {done} of {}",
+                    thousands(total.max(job.done))
+                ),
+                None => format!("Ending all sessions: {done} so far"),
+            },
+        ),
+        JobState::Finished => (
+            "finished",
+            format!("Ending all sessions: finished, {done} ended"),
+        ),
+        JobState::Failed => (
+            "failed",
+            format!(
+                "Ending all sessions: failed after {done} ended ({}); start it again to end the rest",
+                job.error.as_deref().unwrap_or("unknown error")
+            ),
+        ),
+        JobState::Interrupted => (
+            "interrupted",
+            format!("Ending all sessions: interrupted after {done} ended; start it again to end the rest"),
+        ),
+    };
+    JobLine { state, text }
+}
+
+#[cfg(test)]
+mod job_tests {
+    use super::thousands;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_500), "1,500");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }

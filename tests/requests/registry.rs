@@ -99,14 +99,13 @@ async fn rows_disappear_after_expiry_and_cleanup(database: Database) {
         .expect("count");
     assert_eq!(ended, 1);
 
-    let report = registry
-        .prune(app.sessions().backend())
+    let report = tessera::sessions::maintenance::cleanup(&app.sessions(), &app.ctx.db, |_, _| {})
         .await
-        .expect("prune");
+        .expect("cleanup");
     assert_eq!(
-        (report.gone, report.vanished),
-        (1, 0),
-        "the never-revisited session's row is pruned: it expired, the store lost nothing"
+        (report.expired_unseen, report.registry_gone, report.registry_vanished),
+        (1, 1, 0),
+        "the never-revisited session's row is pruned with its expiry audited: it expired, the store lost nothing"
     );
     assert_eq!(
         registry.row_count().await.expect("count"),
@@ -142,7 +141,7 @@ async fn rows_of_sessions_gone_from_the_store_are_pruned() {
     let report = app
         .sessions()
         .registry()
-        .prune(app.sessions().backend())
+        .prune(app.sessions().backend(), 500, |_| async {})
         .await
         .expect("prune");
     assert_eq!(

@@ -138,9 +138,14 @@ async fn file_to_memory_and_database_keep_every_session() {
     let file = app.sessions().backend().clone();
     let memory = Backend::Memory(tessera::sessions::stores::memory::MemoryStore::default());
     let registry = app.sessions().registry().clone();
-    let report = maintenance::migrate(&registry, &file, &memory)
-        .await
-        .expect("migrate");
+    let report = maintenance::migrate(
+        &registry,
+        &file,
+        &memory,
+        &app.sessions().config().maintenance,
+    )
+    .await
+    .expect("migrate");
     assert_eq!((report.copied, report.failed), (2, 0));
     for id in &ids {
         let key = app
@@ -150,9 +155,14 @@ async fn file_to_memory_and_database_keep_every_session() {
         assert!(memory.load(key.as_id()).await.expect("load").is_some());
     }
     assert!(
-        maintenance::migrate(&registry, &memory, &file)
-            .await
-            .is_err(),
+        maintenance::migrate(
+            &registry,
+            &memory,
+            &file,
+            &app.sessions().config().maintenance
+        )
+        .await
+        .is_err(),
         "memory cannot be listed"
     );
 
@@ -349,7 +359,7 @@ async fn copies_keep_their_keys_and_newer_records_are_left_alone(to: Backend, da
             .expect("the target answers"));
     }
 
-    let report = maintenance::migrate(&registry, &from, &to)
+    let report = maintenance::migrate(&registry, &from, &to, &app.sessions().config().maintenance)
         .await
         .expect("migrate");
     assert_eq!(
@@ -376,7 +386,7 @@ async fn copies_keep_their_keys_and_newer_records_are_left_alone(to: Backend, da
         "nothing written under another key"
     );
 
-    let again = maintenance::migrate(&registry, &from, &to)
+    let again = maintenance::migrate(&registry, &from, &to, &app.sessions().config().maintenance)
         .await
         .expect("migrate");
     assert_eq!(

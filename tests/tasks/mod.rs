@@ -1,3 +1,4 @@
+mod batches;
 mod cleanup;
 mod migrate;
 mod revoke_and_list;

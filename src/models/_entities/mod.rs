@@ -4,6 +4,7 @@ pub mod platforms;
 pub mod prelude;
 pub mod session_event_counts;
 pub mod session_events;
+pub mod session_jobs;
 pub mod session_records;
 pub mod task_runs;
 pub mod user_sessions;

@@ -6,10 +6,12 @@
 //! every load; expired rows are deleted by [`DatabaseStore::sweep_expired`] (the cleanup).
 //! `save` updates only an existing row, so a late save never brings back a deleted session.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset};
 use sea_orm::{
-    sea_query::{Expr, OnConflict},
+    sea_query::{Expr, OnConflict, Query},
     ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QuerySelect,
 };
@@ -21,13 +23,16 @@ use tower_sessions::{
 use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 use crate::{
     models::_entities::session_records,
-    sessions::clock::{now, sql_time},
+    sessions::clock::{now, rest, sql_time},
 };
 
 /// The SQL-backed session store.
 #[derive(Debug, Clone)]
 pub struct DatabaseStore {
     db: DatabaseConnection,
+    /// Expired rows deleted per statement by the sweep, and the rest between two.
+    sweep_batch: u64,
+    sweep_rest: Duration,
 }
 
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
@@ -45,21 +50,51 @@ fn encode(record: &Record) -> session_store::Result<String> {
 }
 
 impl DatabaseStore {
+    /// The store over `db`, sweeping 500 expired rows per statement.
     #[must_use]
     pub const fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            sweep_batch: 500,
+            sweep_rest: Duration::ZERO,
+        }
     }
 
-    /// Deletes expired rows; how many.
+    /// Sweeps `batch` expired rows per statement, resting `rest` in between
+    /// (`settings.sessions.maintenance`).
+    #[must_use]
+    pub const fn sweeping_in_batches(mut self, batch: u64, rest: Duration) -> Self {
+        self.sweep_batch = batch;
+        self.sweep_rest = rest;
+        self
+    }
+
+    /// Deletes expired rows, a batch per statement (down the `expires_at` index), so the
+    /// write lock is never held long; how many.
     ///
     /// # Errors
-    /// A database error.
+    /// A database error; the batches before it stay deleted.
     pub async fn sweep_expired(&self) -> Result<u64, sea_orm::DbErr> {
-        Ok(session_records::Entity::delete_many()
-            .filter(session_records::Column::ExpiresAt.lte(sql_time(now())))
-            .exec(&self.db)
-            .await?
-            .rows_affected)
+        let mut deleted = 0;
+        loop {
+            let expired = Query::select()
+                .column(session_records::Column::Id)
+                .from(session_records::Entity)
+                .and_where(session_records::Column::ExpiresAt.lte(sql_time(now())))
+                .limit(self.sweep_batch)
+                .to_owned();
+            let batch = session_records::Entity::delete_many()
+                .filter(session_records::Column::Id.in_subquery(expired))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+            deleted += batch;
+            if batch < self.sweep_batch {
+                return Ok(deleted);
+            }
+            tracing::info!(done = deleted, "expired database-store records deleted");
+            rest(self.sweep_rest).await;
+        }
     }
 }
 

@@ -58,6 +58,9 @@ pub struct StoreConfig {
     /// The file store's directory.
     pub dir: PathBuf,
     pub redis: RedisConfig,
+    /// The database store's sweep: rows per statement, and the rest between two.
+    pub sweep_batch: u64,
+    pub sweep_rest: std::time::Duration,
 }
 
 /// How a store is doing, for `/_health`, `cargo loco doctor` and the admin page.
@@ -100,7 +103,10 @@ impl Backend {
                 }
             })?),
             StoreKind::Redis => Self::Redis(RedisSessionStore::connect(&config.redis)?),
-            StoreKind::Database => Self::Database(DatabaseStore::new(db.clone())),
+            StoreKind::Database => Self::Database(
+                DatabaseStore::new(db.clone())
+                    .sweeping_in_batches(config.sweep_batch, config.sweep_rest),
+            ),
         })
     }
 
