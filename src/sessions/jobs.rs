@@ -8,12 +8,13 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset};
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ActiveValue, ColumnTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QueryOrder, SqlErr,
 };
 
+use super::clock::{self, sql_time};
 use crate::models::_entities::session_jobs;
 
 /// How long a running job may go without writing progress before it counts as
@@ -98,8 +99,10 @@ fn is_stale(heartbeat: DateTime<FixedOffset>, now: DateTime<FixedOffset>) -> boo
     chrono::Duration::from_std(STALE_AFTER).is_ok_and(|stale| heartbeat < now - stale)
 }
 
+/// The library's clock, as the SQL timestamps of the job rows (whole seconds, like the
+/// registry's `ended_at` that a job's start is compared with).
 fn now() -> DateTime<FixedOffset> {
-    Utc::now().fixed_offset()
+    sql_time(clock::now())
 }
 
 fn count(n: u64) -> i64 {

@@ -1027,6 +1027,8 @@ impl Sessions {
         since: chrono::DateTime<chrono::FixedOffset>,
     ) -> Result<(), SessionError> {
         let limit = self.config().maintenance.limit();
+        // Registry times are whole seconds: a row ended in the job's first second counts.
+        let since = sql_time(since.timestamp());
         let mut after = 0;
         let mut deleted = 0;
         loop {

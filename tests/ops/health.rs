@@ -94,7 +94,7 @@ async fn doctor_reports_the_session_store() {
         ..Settings::default()
     })
     .await;
-    let (_, out, err) = app.cli(&["doctor"]);
+    let (_, out, err) = app.cli(&["doctor"]).await;
     let all = format!("{out}{err}");
     assert!(
         all.contains("Initializer sessions: session store (file): answers"),

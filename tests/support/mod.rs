@@ -315,10 +315,12 @@ impl TestApp {
 
     /// Runs `tessera-cli ARGS` as an operator would, against this app's database and
     /// session directory (development settings, so nothing is recreated); returns whether
-    /// it succeeded, its stdout and its stderr.
-    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+    /// it succeeded, its stdout and its stderr. Awaited, not blocked on: this app's own
+    /// background work (the audit writer's transaction) goes on meanwhile, as it would in
+    /// a server, instead of holding SQLite's write lock until the command gives up.
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let config = self.sessions().config().clone();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-cli"))
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera-cli"))
             .args(args)
             .env("LOCO_ENV", "development")
             .env("LOG_LEVEL", "error")
@@ -331,6 +333,7 @@ impl TestApp {
             )
             .env("REDIS_URL", &config.store.redis.url)
             .output()
+            .await
             .expect("tessera-cli runs");
         (
             output.status.success(),

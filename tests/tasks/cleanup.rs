@@ -34,7 +34,7 @@ async fn cleanup_removes_exactly_the_expired_and_corrupt_ones() {
     app.create_user("fin@example.com", false).await;
     let (_live, live_id) = app.browser_logged_in_as("fin@example.com").await;
 
-    let (ok, out, err) = app.cli(&["task", "sessions_cleanup"]);
+    let (ok, out, err) = app.cli(&["task", "sessions_cleanup"]).await;
     assert!(ok, "{err}");
     assert!(
         out.contains("removed 2 expired and 1 unreadable records")
@@ -53,7 +53,7 @@ async fn cleanup_removes_exactly_the_expired_and_corrupt_ones() {
         1
     );
 
-    let (ok, out, _) = app.cli(&["task", "sessions_cleanup"]);
+    let (ok, out, _) = app.cli(&["task", "sessions_cleanup"]).await;
     assert!(
         ok && out.contains("removed 0 expired and 0 unreadable"),
         "idempotent: {out}"
@@ -219,7 +219,7 @@ async fn cleanup_runs_are_recorded_and_exported_failed_ones_too() {
         .await
         .expect("delete");
 
-    let (ok, out, err) = app.cli(&["task", "sessions_cleanup"]);
+    let (ok, out, err) = app.cli(&["task", "sessions_cleanup"]).await;
     assert!(ok, "{err}");
     assert!(
         out.contains(

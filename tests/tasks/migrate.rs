@@ -76,7 +76,9 @@ async fn file_to_redis_keeps_every_session_and_its_expiry() {
 
     // The second run finds both copies there, as recent as the source's.
     for expected in ["2 copied, 0 already there", "0 copied, 2 already there"] {
-        let (ok, out, err) = app.cli(&["task", "sessions_migrate", "from:file", "to:redis"]);
+        let (ok, out, err) = app
+            .cli(&["task", "sessions_migrate", "from:file", "to:redis"])
+            .await;
         assert!(ok, "{err}");
         assert!(
             out.contains(&format!(
@@ -166,7 +168,9 @@ async fn file_to_memory_and_database_keep_every_session() {
         "memory cannot be listed"
     );
 
-    let (ok, out, err) = app.cli(&["task", "sessions_migrate", "from:file", "to:database"]);
+    let (ok, out, err) = app
+        .cli(&["task", "sessions_migrate", "from:file", "to:database"])
+        .await;
     assert!(ok && out.contains("2 copied"), "{out}{err}");
     let db_app = TestApp::with(Settings {
         share_with: Some(app.scratch()),

@@ -20,7 +20,9 @@ async fn revoke_one_user_then_everyone() {
     let (_ann2, ann2_id) = app.browser_logged_in_as("ann@example.com").await;
     let (ben, ben_id) = app.browser_logged_in_as("ben@example.com").await;
 
-    let (ok, out, _) = app.cli(&["task", "sessions_list", "user:ann@example.com"]);
+    let (ok, out, _) = app
+        .cli(&["task", "sessions_list", "user:ann@example.com"])
+        .await;
     assert!(ok);
     let ann_ref = app
         .sessions()
@@ -32,7 +34,9 @@ async fn revoke_one_user_then_everyone() {
     );
     assert!(!out.contains(&ann1_id), "refs, never IDs: {out}");
 
-    let (ok, out, err) = app.cli(&["task", "sessions_revoke", "user:ann@example.com"]);
+    let (ok, out, err) = app
+        .cli(&["task", "sessions_revoke", "user:ann@example.com"])
+        .await;
     assert!(ok, "{err}");
     assert!(
         out.contains("sessions_revoke: ended 2 sessions of ann@example.com"),
@@ -45,10 +49,12 @@ async fn revoke_one_user_then_everyone() {
     assert_eq!(location(&ann1.get("/dashboard").await), "/login");
     assert!(app.store_has(&ben_id).await, "Ben untouched");
 
-    let (ok, out, _) = app.cli(&["task", "sessions_revoke", "user:ann@example.com"]);
+    let (ok, out, _) = app
+        .cli(&["task", "sessions_revoke", "user:ann@example.com"])
+        .await;
     assert!(ok && out.contains("ended 0 sessions"), "idempotent: {out}");
 
-    let (ok, out, _) = app.cli(&["task", "sessions_revoke", "all:true"]);
+    let (ok, out, _) = app.cli(&["task", "sessions_revoke", "all:true"]).await;
     assert!(
         ok && out.contains("sessions_revoke: ended 1 sessions of all users"),
         "{out}"
@@ -85,7 +91,7 @@ async fn bad_arguments_fail_with_one_line() {
             "admin:maybe",
         ],
     ] {
-        let (ok, _, err) = app.cli(&args);
+        let (ok, _, err) = app.cli(&args).await;
         assert!(!ok, "{args:?} should fail");
         let err = err.trim();
         assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err}");

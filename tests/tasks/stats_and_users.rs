@@ -20,10 +20,10 @@ async fn users_create_is_idempotent_and_makes_admins() {
         "password:correct horse battery",
         "admin:true",
     ];
-    let (ok, out, err) = app.cli(&args);
+    let (ok, out, err) = app.cli(&args).await;
     assert!(ok, "{err}");
     assert!(out.contains("created admin user boss@example.com"), "{out}");
-    let (ok, out, _) = app.cli(&args);
+    let (ok, out, _) = app.cli(&args).await;
     assert!(
         ok && out.contains("already exists; nothing changed"),
         "{out}"
@@ -77,7 +77,7 @@ async fn stats_match_a_known_setup() {
     assert!(report.health.ok);
     assert!(report.usage.contains(&("files", 4)), "{:?}", report.usage);
 
-    let (ok, out, err) = app.cli(&["task", "sessions_stats"]);
+    let (ok, out, err) = app.cli(&["task", "sessions_stats"]).await;
     assert!(ok, "{err}");
     for line in [
         "live sessions: 4",
