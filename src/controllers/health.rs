@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use crate::{
     controllers::extract::{AdminUser, SharedSessions},
     errors::AppError,
-    sessions::{metrics, monitoring},
+    sessions::{metrics, monitoring, Sessions},
 };
 
 /// How long the database may take to answer a health check.
@@ -47,8 +47,7 @@ async fn health(
     headers: HeaderMap,
     admin: Result<AdminUser, AppError>,
 ) -> Response {
-    let detailed =
-        bearer_matches(&headers, sessions.config().metrics_token.as_deref()) || admin.is_ok();
+    let detailed = operator(&headers, &sessions, admin).is_ok();
     let started = Instant::now();
     let (ok, detail) = match tokio::time::timeout(DATABASE_TIMEOUT, ctx.db.ping()).await {
         Ok(Ok(())) => (true, "answers".to_string()),
@@ -87,6 +86,24 @@ async fn health(
     (code, axum::Json(body)).into_response()
 }
 
+/// Whether the request comes from an operator, who may read the numbers: a scraper
+/// with `METRICS_TOKEN` as a bearer token, or a logged-in admin (`admin`). Why not, else.
+fn operator(
+    headers: &HeaderMap,
+    sessions: &Sessions,
+    admin: Result<AdminUser, AppError>,
+) -> Result<(), AppError> {
+    if bearer_matches(headers, sessions.config().metrics_token.as_deref()) {
+        return Ok(());
+    }
+    match admin {
+        Ok(_) => Ok(()),
+        // Not a page to be sent to the login form from: a scraper gets a plain 403.
+        Err(AppError::LoginRequired) => Err(AppError::Forbidden),
+        Err(error) => Err(error),
+    }
+}
+
 fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
     let (Some(expected), Some(given)) = (
         token,
@@ -109,15 +126,7 @@ async fn prometheus(
     headers: HeaderMap,
     admin: Result<AdminUser, AppError>,
 ) -> Result<Response, AppError> {
-    let scraper = bearer_matches(&headers, sessions.config().metrics_token.as_deref());
-    if !scraper {
-        match admin {
-            Ok(_) => {}
-            // Not a page to be sent to the login form from: a scraper gets a plain 403.
-            Err(AppError::LoginRequired) => return Err(AppError::Forbidden),
-            Err(error) => return Err(error),
-        }
-    }
+    operator(&headers, &sessions, admin)?;
     let readings = monitoring::readings(&sessions, &ctx.db).await?;
     let body = metrics::render(&readings);
     Ok((
