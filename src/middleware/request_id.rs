@@ -26,6 +26,8 @@ use bytes::Bytes;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
+use super::wrap::{Wrap, Wrapped};
+
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 255;
 
@@ -79,36 +81,26 @@ fn random() -> HeaderValue {
 pub struct RequestIdLayer;
 
 impl<S> Layer<S> for RequestIdLayer {
-    type Service = RequestIdService<S>;
+    type Service = Wrapped<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService { inner }
+        Wrapped::new(inner, Self)
     }
 }
 
-/// [`RequestIdLayer`] around a service.
-#[derive(Debug, Clone)]
-pub struct RequestIdService<S> {
-    inner: S,
-}
+impl Wrap for RequestIdLayer {
+    type Future<F>
+        = RequestIdFuture<F>
+    where
+        F: Future<Output = Result<Response, Infallible>>;
 
-impl<S> Service<Request<Body>> for RequestIdService<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = RequestIdFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call<S>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future>
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible>,
+    {
         let id = for_request(request.headers().get(X_REQUEST_ID));
         // The inner layers do part of their work in `call` (the `logger` span is made
         // there), so the ID is current then too, not only while the future is polled.
-        let inner = &mut self.inner;
         let future = CURRENT.sync_scope(id.clone(), || inner.call(request));
         RequestIdFuture {
             scoped: CURRENT.scope(id, future),

@@ -23,6 +23,8 @@ use loco_rs::{
 };
 use tower::{Layer, Service, ServiceExt};
 
+use super::wrap::{Wrap, Wrapped};
+
 /// The headers to set, in Loco's order.
 #[derive(Debug, Clone)]
 pub struct SecureHeaders {
@@ -73,39 +75,26 @@ impl SecureHeaders {
 }
 
 impl<S> Layer<S> for SecureHeaders {
-    type Service = SecureHeadersService<S>;
+    type Service = Wrapped<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SecureHeadersService {
-            inner,
-            headers: self.clone(),
-        }
+        Wrapped::new(inner, self.clone())
     }
 }
 
-/// [`SecureHeaders`] around a service.
-#[derive(Debug, Clone)]
-pub struct SecureHeadersService<S> {
-    inner: S,
-    headers: SecureHeaders,
-}
+impl Wrap for SecureHeaders {
+    type Future<F>
+        = SecureHeadersFuture<F>
+    where
+        F: Future<Output = Result<Response, Infallible>>;
 
-impl<S> Service<Request<Body>> for SecureHeadersService<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = SecureHeadersFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call<S>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future>
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible>,
+    {
         SecureHeadersFuture {
-            inner: self.inner.call(request),
-            headers: self.headers.clone(),
+            inner: inner.call(request),
+            headers: self.clone(),
         }
     }
 }
