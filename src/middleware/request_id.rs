@@ -24,9 +24,9 @@ use axum::{
 };
 use bytes::Bytes;
 use tokio::task::futures::TaskLocalFuture;
-use tower::{Layer, Service};
+use tower::Layer;
 
-use super::wrap::{Wrap, Wrapped};
+use super::wrap::{Answer, Inner, Wrap, Wrapped};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 255;
@@ -89,15 +89,9 @@ impl<S> Layer<S> for RequestIdLayer {
 }
 
 impl Wrap for RequestIdLayer {
-    type Future<F>
-        = RequestIdFuture<F>
-    where
-        F: Future<Output = Result<Response, Infallible>>;
+    type Future<F: Answer> = RequestIdFuture<F>;
 
-    fn call<S>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future>
-    where
-        S: Service<Request<Body>, Response = Response, Error = Infallible>,
-    {
+    fn call<S: Inner>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future> {
         let id = for_request(request.headers().get(X_REQUEST_ID));
         // The inner layers do part of their work in `call` (the `logger` span is made
         // there), so the ID is current then too, not only while the future is polled.
@@ -116,10 +110,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for RequestIdFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
+impl<F: Answer> Future for RequestIdFuture<F> {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -21,9 +21,9 @@ use loco_rs::{
     controller::middleware::secure_headers::{SecureHeader, SecureHeaders as LocoSecureHeaders},
     Result,
 };
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 
-use super::wrap::{Wrap, Wrapped};
+use super::wrap::{Answer, Inner, Wrap, Wrapped};
 
 /// The headers to set, in Loco's order.
 #[derive(Debug, Clone)]
@@ -83,15 +83,9 @@ impl<S> Layer<S> for SecureHeaders {
 }
 
 impl Wrap for SecureHeaders {
-    type Future<F>
-        = SecureHeadersFuture<F>
-    where
-        F: Future<Output = Result<Response, Infallible>>;
+    type Future<F: Answer> = SecureHeadersFuture<F>;
 
-    fn call<S>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future>
-    where
-        S: Service<Request<Body>, Response = Response, Error = Infallible>,
-    {
+    fn call<S: Inner>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future> {
         SecureHeadersFuture {
             inner: inner.call(request),
             headers: self.clone(),
@@ -108,10 +102,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for SecureHeadersFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
+impl<F: Answer> Future for SecureHeadersFuture<F> {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

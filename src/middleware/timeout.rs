@@ -21,9 +21,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use tokio::time::Sleep;
-use tower::{Layer, Service};
+use tower::Layer;
 
-use super::wrap::{Wrap, Wrapped};
+use super::wrap::{Answer, Inner, Wrap, Wrapped};
 use crate::errors::AppError;
 
 /// The timeout layer, for `timeout` per request.
@@ -49,15 +49,9 @@ impl<S> Layer<S> for TimeoutLayer {
 }
 
 impl Wrap for TimeoutLayer {
-    type Future<F>
-        = TimeoutFuture<F>
-    where
-        F: Future<Output = Result<Response, Infallible>>;
+    type Future<F: Answer> = TimeoutFuture<F>;
 
-    fn call<S>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future>
-    where
-        S: Service<Request<Body>, Response = Response, Error = Infallible>,
-    {
+    fn call<S: Inner>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future> {
         TimeoutFuture {
             inner: inner.call(request),
             deadline: tokio::time::sleep(self.timeout),
@@ -77,10 +71,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for TimeoutFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
+impl<F: Answer> Future for TimeoutFuture<F> {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -13,17 +13,23 @@ use std::{
 use axum::{body::Body, http::Request, response::Response};
 use tower::Service;
 
+/// A future of a response, as every layer of the stack answers.
+pub trait Answer: Future<Output = Result<Response, Infallible>> {}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Answer for F {}
+
+/// A service of the stack, seen from the layer around it.
+pub trait Inner: Service<Request<Body>, Response = Response, Error = Infallible> {}
+
+impl<S: Service<Request<Body>, Response = Response, Error = Infallible>> Inner for S {}
+
 /// What a layer does around one call of the service inside it.
 pub trait Wrap {
     /// The inner service's answer (its future `F`), changed or replaced.
-    type Future<F>: Future<Output = Result<Response, Infallible>>
-    where
-        F: Future<Output = Result<Response, Infallible>>;
+    type Future<F: Answer>: Answer;
 
     /// Calls `inner` with `request` (the service is ready), wrapped.
-    fn call<S>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future>
-    where
-        S: Service<Request<Body>, Response = Response, Error = Infallible>;
+    fn call<S: Inner>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future>;
 }
 
 /// The layer `W` around the service `S`.
@@ -39,11 +45,7 @@ impl<S, W> Wrapped<S, W> {
     }
 }
 
-impl<S, W> Service<Request<Body>> for Wrapped<S, W>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible>,
-    W: Wrap,
-{
+impl<S: Inner, W: Wrap> Service<Request<Body>> for Wrapped<S, W> {
     type Response = Response;
     type Error = Infallible;
     type Future = W::Future<S::Future>;
