@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::{header::AUTHORIZATION, HeaderMap, StatusCode};
+use axum::{
+    extract::FromRequestParts,
+    http::{header::AUTHORIZATION, request::Parts, HeaderMap, StatusCode},
+};
 use loco_rs::prelude::*;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
@@ -10,7 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::{
     controllers::extract::{AdminUser, SharedSessions},
     errors::AppError,
-    sessions::{metrics, monitoring, Sessions},
+    sessions::{metrics, monitoring},
 };
 
 /// How long the database may take to answer a health check.
@@ -44,10 +47,9 @@ struct Status {
 async fn health(
     State(ctx): State<AppContext>,
     SharedSessions(sessions): SharedSessions,
-    headers: HeaderMap,
-    admin: Result<AdminUser, AppError>,
+    operator: Result<Operator, AppError>,
 ) -> Response {
-    let detailed = operator(&headers, &sessions, admin).is_ok();
+    let detailed = operator.is_ok();
     let started = Instant::now();
     let (ok, detail) = match tokio::time::timeout(DATABASE_TIMEOUT, ctx.db.ping()).await {
         Ok(Ok(())) => (true, "answers".to_string()),
@@ -86,21 +88,25 @@ async fn health(
     (code, axum::Json(body)).into_response()
 }
 
-/// Whether the request comes from an operator, who may read the numbers: a scraper
-/// with `METRICS_TOKEN` as a bearer token, or a logged-in admin (`admin`). Why not, else.
-fn operator(
-    headers: &HeaderMap,
-    sessions: &Sessions,
-    admin: Result<AdminUser, AppError>,
-) -> Result<(), AppError> {
-    if bearer_matches(headers, sessions.config().metrics_token.as_deref()) {
-        return Ok(());
-    }
-    match admin {
-        Ok(_) => Ok(()),
-        // Not a page to be sent to the login form from: a scraper gets a plain 403.
-        Err(AppError::LoginRequired) => Err(AppError::Forbidden),
-        Err(error) => Err(error),
+/// A request from an operator, who may read the numbers: a scraper with `METRICS_TOKEN`
+/// as a bearer token, or a logged-in admin.
+struct Operator;
+
+impl FromRequestParts<AppContext> for Operator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, AppError> {
+        let SharedSessions(sessions) = SharedSessions::from_request_parts(parts, ctx).await?;
+        let admin = AdminUser::from_request_parts(parts, ctx).await;
+        if bearer_matches(&parts.headers, sessions.config().metrics_token.as_deref()) {
+            return Ok(Self);
+        }
+        match admin {
+            Ok(_) => Ok(Self),
+            // Not a page to be sent to the login form from: a scraper gets a plain 403.
+            Err(AppError::LoginRequired) => Err(AppError::Forbidden),
+            Err(error) => Err(error),
+        }
     }
 }
 
@@ -123,10 +129,8 @@ fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
 async fn prometheus(
     State(ctx): State<AppContext>,
     SharedSessions(sessions): SharedSessions,
-    headers: HeaderMap,
-    admin: Result<AdminUser, AppError>,
+    _operator: Operator,
 ) -> Result<Response, AppError> {
-    operator(&headers, &sessions, admin)?;
     let readings = monitoring::readings(&sessions, &ctx.db).await?;
     let body = metrics::render(&readings);
     Ok((
