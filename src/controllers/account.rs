@@ -43,6 +43,18 @@ async fn render(
     )?)
 }
 
+/// The page with `errors` for a 429 or 503: the browser may try again after `wait`.
+async fn render_later(
+    v: &TeraView,
+    current: &mut CurrentUser,
+    errors: (&str, &str),
+    status: StatusCode,
+    wait: std::time::Duration,
+) -> Result<Response, AppError> {
+    let page = render(v, current, errors, status).await?;
+    Ok(with_retry_after(page, wait))
+}
+
 #[debug_handler(state = AppContext)]
 async fn show(
     ViewEngine(v): ViewEngine<TeraView>,
@@ -78,24 +90,24 @@ async fn change_password(
         PasswordCheck::Correct => "",
         PasswordCheck::Wrong => "That is not your current password.",
         PasswordCheck::Throttled { retry_after } => {
-            let page = render(
+            return render_later(
                 &v,
                 &mut current,
                 ("Too many wrong passwords. Try again later.", new_error),
                 StatusCode::TOO_MANY_REQUESTS,
+                retry_after,
             )
-            .await?;
-            return Ok(with_retry_after(page, retry_after));
+            .await;
         }
         PasswordCheck::Busy { retry_after } => {
-            let page = render(
+            return render_later(
                 &v,
                 &mut current,
                 (BUSY, new_error),
                 StatusCode::SERVICE_UNAVAILABLE,
+                retry_after,
             )
-            .await?;
-            return Ok(with_retry_after(page, retry_after));
+            .await;
         }
     };
     if !current_error.is_empty() || !new_error.is_empty() {
@@ -115,14 +127,14 @@ async fn change_password(
     {
         Ok(changed) => changed,
         Err(AccountError::Hashing(HashingError::Busy { .. })) => {
-            let page = render(
+            return render_later(
                 &v,
                 &mut current,
                 ("", BUSY),
                 StatusCode::SERVICE_UNAVAILABLE,
+                RETRY_AFTER,
             )
-            .await?;
-            return Ok(with_retry_after(page, RETRY_AFTER));
+            .await;
         }
         Err(error) => return Err(error.into()),
     };

@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::{header::AUTHORIZATION, HeaderMap, StatusCode};
+use axum::{
+    extract::FromRequestParts,
+    http::{header::AUTHORIZATION, request::Parts, HeaderMap, StatusCode},
+};
 use loco_rs::prelude::*;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
@@ -44,11 +47,9 @@ struct Status {
 async fn health(
     State(ctx): State<AppContext>,
     SharedSessions(sessions): SharedSessions,
-    headers: HeaderMap,
-    admin: Result<AdminUser, AppError>,
+    operator: Result<Operator, AppError>,
 ) -> Response {
-    let detailed =
-        bearer_matches(&headers, sessions.config().metrics_token.as_deref()) || admin.is_ok();
+    let detailed = operator.is_ok();
     let started = Instant::now();
     let (ok, detail) = match tokio::time::timeout(DATABASE_TIMEOUT, ctx.db.ping()).await {
         Ok(Ok(())) => (true, "answers".to_string()),
@@ -87,6 +88,28 @@ async fn health(
     (code, axum::Json(body)).into_response()
 }
 
+/// A request from an operator, who may read the numbers: a scraper with `METRICS_TOKEN`
+/// as a bearer token, or a logged-in admin.
+struct Operator;
+
+impl FromRequestParts<AppContext> for Operator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, AppError> {
+        let SharedSessions(sessions) = SharedSessions::from_request_parts(parts, ctx).await?;
+        let admin = AdminUser::from_request_parts(parts, ctx).await;
+        if bearer_matches(&parts.headers, sessions.config().metrics_token.as_deref()) {
+            return Ok(Self);
+        }
+        match admin {
+            Ok(_) => Ok(Self),
+            // Not a page to be sent to the login form from: a scraper gets a plain 403.
+            Err(AppError::LoginRequired) => Err(AppError::Forbidden),
+            Err(error) => Err(error),
+        }
+    }
+}
+
 fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
     let (Some(expected), Some(given)) = (
         token,
@@ -106,18 +129,8 @@ fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
 async fn prometheus(
     State(ctx): State<AppContext>,
     SharedSessions(sessions): SharedSessions,
-    headers: HeaderMap,
-    admin: Result<AdminUser, AppError>,
+    _operator: Operator,
 ) -> Result<Response, AppError> {
-    let scraper = bearer_matches(&headers, sessions.config().metrics_token.as_deref());
-    if !scraper {
-        match admin {
-            Ok(_) => {}
-            // Not a page to be sent to the login form from: a scraper gets a plain 403.
-            Err(AppError::LoginRequired) => return Err(AppError::Forbidden),
-            Err(error) => return Err(error),
-        }
-    }
     let readings = monitoring::readings(&sessions, &ctx.db).await?;
     let body = metrics::render(&readings);
     Ok((

@@ -38,6 +38,7 @@ pub mod request_span;
 pub mod secure_headers;
 pub mod static_assets;
 pub mod timeout;
+pub mod wrap;
 
 use std::time::Duration;
 

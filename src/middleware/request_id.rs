@@ -24,7 +24,9 @@ use axum::{
 };
 use bytes::Bytes;
 use tokio::task::futures::TaskLocalFuture;
-use tower::{Layer, Service};
+use tower::Layer;
+
+use super::wrap::{Answer, Inner, Wrap, Wrapped};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 255;
@@ -79,36 +81,20 @@ fn random() -> HeaderValue {
 pub struct RequestIdLayer;
 
 impl<S> Layer<S> for RequestIdLayer {
-    type Service = RequestIdService<S>;
+    type Service = Wrapped<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService { inner }
+        Wrapped::new(inner, Self)
     }
 }
 
-/// [`RequestIdLayer`] around a service.
-#[derive(Debug, Clone)]
-pub struct RequestIdService<S> {
-    inner: S,
-}
+impl Wrap for RequestIdLayer {
+    type Future<F: Answer> = RequestIdFuture<F>;
 
-impl<S> Service<Request<Body>> for RequestIdService<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = RequestIdFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call<S: Inner>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future> {
         let id = for_request(request.headers().get(X_REQUEST_ID));
         // The inner layers do part of their work in `call` (the `logger` span is made
         // there), so the ID is current then too, not only while the future is polled.
-        let inner = &mut self.inner;
         let future = CURRENT.sync_scope(id.clone(), || inner.call(request));
         RequestIdFuture {
             scoped: CURRENT.scope(id, future),
@@ -124,10 +110,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for RequestIdFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
+impl<F: Answer> Future for RequestIdFuture<F> {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

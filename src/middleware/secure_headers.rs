@@ -21,7 +21,9 @@ use loco_rs::{
     controller::middleware::secure_headers::{SecureHeader, SecureHeaders as LocoSecureHeaders},
     Result,
 };
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
+
+use super::wrap::{Answer, Inner, Wrap, Wrapped};
 
 /// The headers to set, in Loco's order.
 #[derive(Debug, Clone)]
@@ -73,39 +75,20 @@ impl SecureHeaders {
 }
 
 impl<S> Layer<S> for SecureHeaders {
-    type Service = SecureHeadersService<S>;
+    type Service = Wrapped<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SecureHeadersService {
-            inner,
-            headers: self.clone(),
-        }
+        Wrapped::new(inner, self.clone())
     }
 }
 
-/// [`SecureHeaders`] around a service.
-#[derive(Debug, Clone)]
-pub struct SecureHeadersService<S> {
-    inner: S,
-    headers: SecureHeaders,
-}
+impl Wrap for SecureHeaders {
+    type Future<F: Answer> = SecureHeadersFuture<F>;
 
-impl<S> Service<Request<Body>> for SecureHeadersService<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = SecureHeadersFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call<S: Inner>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future> {
         SecureHeadersFuture {
-            inner: self.inner.call(request),
-            headers: self.headers.clone(),
+            inner: inner.call(request),
+            headers: self.clone(),
         }
     }
 }
@@ -119,10 +102,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for SecureHeadersFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
+impl<F: Answer> Future for SecureHeadersFuture<F> {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

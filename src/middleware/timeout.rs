@@ -21,8 +21,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use tokio::time::Sleep;
-use tower::{Layer, Service};
+use tower::Layer;
 
+use super::wrap::{Answer, Inner, Wrap, Wrapped};
 use crate::errors::AppError;
 
 /// The timeout layer, for `timeout` per request.
@@ -40,38 +41,19 @@ impl TimeoutLayer {
 }
 
 impl<S> Layer<S> for TimeoutLayer {
-    type Service = TimeoutService<S>;
+    type Service = Wrapped<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TimeoutService {
-            inner,
-            timeout: self.timeout,
-        }
+        Wrapped::new(inner, *self)
     }
 }
 
-/// [`TimeoutLayer`] around a service.
-#[derive(Debug, Clone)]
-pub struct TimeoutService<S> {
-    inner: S,
-    timeout: Duration,
-}
+impl Wrap for TimeoutLayer {
+    type Future<F: Answer> = TimeoutFuture<F>;
 
-impl<S> Service<Request<Body>> for TimeoutService<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = TimeoutFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call<S: Inner>(&self, inner: &mut S, request: Request<Body>) -> Self::Future<S::Future> {
         TimeoutFuture {
-            inner: self.inner.call(request),
+            inner: inner.call(request),
             deadline: tokio::time::sleep(self.timeout),
             timeout: self.timeout,
         }
@@ -89,10 +71,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for TimeoutFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
+impl<F: Answer> Future for TimeoutFuture<F> {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -100,6 +100,29 @@ fn claimant<'a>(
     }
 }
 
+/// The throttle's attempt to go on with, or, when it refused, how long the client must
+/// wait; the refusal is audited as `refused` (built only then) with the counter and
+/// window that refused, one row per counter and window.
+fn admitted(
+    sessions: &Sessions,
+    reservation: Reservation,
+    refused: impl FnOnce() -> AuditEvent,
+) -> Result<Attempt, Duration> {
+    match reservation {
+        Reservation::Allowed(attempt) => Ok(attempt),
+        Reservation::Refused {
+            retry_after,
+            counter,
+            window_ends_at,
+        } => {
+            sessions
+                .audit()
+                .record(refused().throttled(ThrottleWindow::new(counter, window_ends_at)));
+            Err(retry_after)
+        }
+    }
+}
+
 /// The password was checked, or hashing was at capacity: in that case the attempt is given
 /// back to the throttle (it was never judged) and the caller answers 503.
 async fn judged(
@@ -147,21 +170,14 @@ pub async fn log_in(
     };
     let claimant = claimant(sessions, account.as_ref(), device.as_ref(), &client);
     let throttle = sessions.throttle();
-    let reserved = match throttle.reserve_login(&account_name, claimant).await? {
-        Reservation::Allowed(reserved) => reserved,
-        Reservation::Refused {
-            retry_after,
-            counter,
-            window_ends_at,
-        } => {
-            sessions.audit().record(
-                AuditEvent::new(EventKind::LoginThrottled)
-                    .client(client)
-                    .reason("login attempts over the limit")
-                    .throttled(ThrottleWindow::new(counter, window_ends_at)),
-            );
-            return Ok(LoginOutcome::Throttled { retry_after });
-        }
+    let reservation = throttle.reserve_login(&account_name, claimant).await?;
+    let reserved = match admitted(sessions, reservation, || {
+        AuditEvent::new(EventKind::LoginThrottled)
+            .client(client.clone())
+            .reason("login attempts over the limit")
+    }) {
+        Ok(reserved) => reserved,
+        Err(retry_after) => return Ok(LoginOutcome::Throttled { retry_after }),
     };
     let hashing = sessions.hashing();
     let verified = match &account {
@@ -241,21 +257,14 @@ pub async fn check_current_password(
 ) -> Result<PasswordCheck, LoginError> {
     let throttle = sessions.throttle();
     let claimant = claimant(sessions, Some(user), device, client);
-    let reserved = match throttle.reserve_password_check(user.id, claimant).await? {
-        Reservation::Allowed(reserved) => reserved,
-        Reservation::Refused {
-            retry_after,
-            counter,
-            window_ends_at,
-        } => {
-            sessions.audit().record(
-                session
-                    .audit_event(EventKind::LoginThrottled)
-                    .reason("current password checks over the limit")
-                    .throttled(ThrottleWindow::new(counter, window_ends_at)),
-            );
-            return Ok(PasswordCheck::Throttled { retry_after });
-        }
+    let reservation = throttle.reserve_password_check(user.id, claimant).await?;
+    let reserved = match admitted(sessions, reservation, || {
+        session
+            .audit_event(EventKind::LoginThrottled)
+            .reason("current password checks over the limit")
+    }) {
+        Ok(reserved) => reserved,
+        Err(retry_after) => return Ok(PasswordCheck::Throttled { retry_after }),
     };
     let verified = user.verify_password(sessions.hashing(), password).await;
     let Some((verified, reserved)) = judged(sessions, reserved, verified).await? else {

@@ -100,22 +100,14 @@ pub async fn cleanup(
     let store = sessions.backend().sweep(progress).await?;
     // Before the prune: the row is the last trace of why they ended, and each leaves
     // with its event.
-    let mut expired_unseen = 0;
-    loop {
-        let batch = sessions.end_expired_unseen(limit).await?;
-        expired_unseen += batch;
-        if batch > 0 {
-            tracing::info!(
-                done = expired_unseen,
-                "{CLEANUP_TASK}: sessions that expired unseen, audited and removed"
-            );
-        }
-        if batch < limit {
-            break;
-        }
-        sessions.config().maintenance.rest().await;
-    }
     let batches = sessions.config().maintenance;
+    let expired_unseen = in_batches(
+        &batches,
+        CLEANUP_TASK,
+        "sessions that expired unseen, audited and removed",
+        |limit| sessions.end_expired_unseen(limit),
+    )
+    .await?;
     let PruneReport {
         gone,
         vanished,
@@ -128,19 +120,13 @@ pub async fn cleanup(
         })
         .await?;
     let events_pruned = prune_events(sessions, db, sessions.config().events_retention).await?;
-    let mut throttle_counters = 0;
-    loop {
-        let batch = sessions.throttle().sweep_expired(limit).await?;
-        throttle_counters += batch;
-        if batch < limit {
-            break;
-        }
-        tracing::info!(
-            done = throttle_counters,
-            "{CLEANUP_TASK}: ended throttle windows deleted"
-        );
-        sessions.config().maintenance.rest().await;
-    }
+    let throttle_counters = in_batches(
+        &batches,
+        CLEANUP_TASK,
+        "ended throttle windows deleted",
+        |limit| sessions.throttle().sweep_expired(limit),
+    )
+    .await?;
     // A task process ends right after: the trail must be written before it does.
     sessions.audit().flush().await;
     Ok(CleanupReport {
@@ -165,23 +151,43 @@ async fn prune_events(
         .checked_sub_signed(retention)
         .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
         .fixed_offset();
-    let limit = sessions.config().maintenance.limit();
-    let mut deleted = 0;
+    let deleted = in_batches(
+        &sessions.config().maintenance,
+        CLEANUP_TASK,
+        "audit events past the retention deleted",
+        |limit| delete_older_than(db, cutoff, limit),
+    )
+    .await?;
+    // The charts' hourly counts go with the events they counted.
+    super::audit::prune_counts(db, cutoff).await?;
+    Ok(deleted)
+}
+
+/// Runs `batch` (given the batch size, it handles up to that many rows and says how
+/// many) until a batch comes back short, resting between batches so requests are served
+/// meanwhile and logging the count so far after each batch that did something; the total.
+async fn in_batches<F, Fut, E>(
+    config: &MaintenanceConfig,
+    task: &str,
+    what: &str,
+    mut batch: F,
+) -> Result<u64, E>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+{
+    let limit = config.limit();
+    let mut done = 0;
     loop {
-        let batch = delete_older_than(db, cutoff, limit).await?;
-        deleted += batch;
-        if batch > 0 {
-            tracing::info!(
-                done = deleted,
-                "{CLEANUP_TASK}: audit events past the retention deleted"
-            );
+        let handled = batch(limit).await?;
+        done += handled;
+        if handled > 0 {
+            tracing::info!(done, "{task}: {what}");
         }
-        if batch < limit {
-            // The charts' hourly counts go with the events they counted.
-            super::audit::prune_counts(db, cutoff).await?;
-            return Ok(deleted);
+        if handled < limit {
+            return Ok(done);
         }
-        sessions.config().maintenance.rest().await;
+        config.rest().await;
     }
 }
 
@@ -411,22 +417,13 @@ pub async fn migrate(
 /// # Errors
 /// A database error; the batches done stay done, and running it again does the rest.
 pub async fn relabel_store(sessions: &Sessions, from: &str, to: &str) -> Result<u64, DbErr> {
-    let limit = sessions.config().maintenance.limit();
-    let mut moved = 0;
-    loop {
-        let batch = sessions
-            .registry()
-            .move_store_batch(from, to, limit)
-            .await?;
-        moved += batch;
-        if batch > 0 {
-            tracing::info!(done = moved, "sessions_migrate: registry rows re-labelled");
-        }
-        if batch < limit {
-            return Ok(moved);
-        }
-        sessions.config().maintenance.rest().await;
-    }
+    in_batches(
+        &sessions.config().maintenance,
+        "sessions_migrate",
+        "registry rows re-labelled",
+        |limit| sessions.registry().move_store_batch(from, to, limit),
+    )
+    .await
 }
 
 /// How one record reached the target.
