@@ -95,7 +95,17 @@ class Redis:
 
 
 def rss_kib(pid):
-    match = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+    return vm_kib(pid, "VmRSS")
+
+
+def vm_kib(pid, field):
+    """A `/proc/PID/status` memory field (VmRSS, VmHWM, ...) in KiB; 0 once the process
+    has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
     return int(match.group(1)) if match else 0
 
 
@@ -119,26 +129,36 @@ class Server:
             self.process.wait()
 
 
-def run_measured(argv, env, log, timeout):
+def run_measured(argv, env, log, timeout, finished=None, grace=60):
     """Runs `argv` to its end, output appended to `log`; (exit status, wall seconds, peak
-    RSS in KiB). The peak is the kernel's high-water mark of the process (`ru_maxrss` from
-    wait4), so no sample can miss it. Past `timeout` seconds the process is killed and the
-    status is None. Stopped whatever happens (Ctrl-C included)."""
+    RSS in KiB, seconds until `finished`). The peak is the kernel's high-water mark of the
+    process (VmHWM), read every 20 ms while it runs: only a new peak in its last 20 ms
+    could be missed. (Not wait4's `ru_maxrss`: it counts this script's own RSS, which the
+    child had until its exec.) The process is killed, and
+    the status is None, past `timeout` seconds, or `grace` seconds after `finished()` (asked
+    once a second: e.g. "it printed its report") turned true without the process ending.
+    Stopped whatever happens (Ctrl-C included)."""
     started = time.monotonic()
+    done_at = None
     process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log,
                                stderr=subprocess.STDOUT)
     try:
+        polls, peak = 0, 0
         while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            peak = max(peak, vm_kib(process.pid, "VmHWM"))
+            pid, status = os.waitpid(process.pid, os.WNOHANG)
             if pid:
                 # Reaped here: tell Popen, or its own wait would look for the process again.
                 process.returncode = os.waitstatus_to_exitcode(status)
-                return process.returncode, time.monotonic() - started, usage.ru_maxrss
-            if time.monotonic() - started > timeout:
+                return process.returncode, time.monotonic() - started, peak, done_at
+            elapsed = time.monotonic() - started
+            polls += 1
+            if finished and done_at is None and polls % 50 == 0 and finished():
+                done_at = elapsed
+            if elapsed > timeout or (done_at is not None and elapsed > done_at + grace):
                 process.kill()
-                _, _, usage = os.wait4(process.pid, 0)
-                process.returncode = -9
-                return None, time.monotonic() - started, usage.ru_maxrss
+                process.wait()
+                return None, time.monotonic() - started, peak, done_at
             time.sleep(0.02)
     finally:
         if process.returncode is None:
