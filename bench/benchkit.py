@@ -132,8 +132,9 @@ class Server:
 def run_measured(argv, env, log, timeout, finished=None, grace=60):
     """Runs `argv` to its end, output appended to `log`; (exit status, wall seconds, peak
     RSS in KiB, seconds until `finished`). The peak is the kernel's high-water mark of the
-    process (VmHWM), read every 20 ms while it runs: only a new peak in its last 20 ms
-    could be missed. (Not wait4's `ru_maxrss`: it counts this script's own RSS, which the
+    process (VmHWM), read every 5 ms for the first second, then every 20 ms, while it runs:
+    only a new peak in its last moments could be missed (and a process that ends before the
+    first reading shows 0). (Not wait4's `ru_maxrss`: it counts this script's own RSS, which the
     child had until its exec.) The process is killed, and
     the status is None, past `timeout` seconds, or `grace` seconds after `finished()` (asked
     once a second: e.g. "it printed its report") turned true without the process ending.
@@ -153,13 +154,13 @@ def run_measured(argv, env, log, timeout, finished=None, grace=60):
                 return process.returncode, time.monotonic() - started, peak, done_at
             elapsed = time.monotonic() - started
             polls += 1
-            if finished and done_at is None and polls % 50 == 0 and finished():
+            if finished and done_at is None and polls % 20 == 0 and finished():
                 done_at = elapsed
             if elapsed > timeout or (done_at is not None and elapsed > done_at + grace):
                 process.kill()
                 process.wait()
                 return None, time.monotonic() - started, peak, done_at
-            time.sleep(0.02)
+            time.sleep(0.005 if elapsed < 1 else 0.02)
     finally:
         if process.returncode is None:
             process.kill()
