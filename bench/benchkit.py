@@ -244,9 +244,12 @@ def request(url, cookie=None, form=None):
         return error.code, error.headers, error.read().decode()
 
 
-def session_cookie(headers):
+def session_cookie(headers, name=None):
+    """The first cookie `headers` set with a value, or the one called `name`: a login sets
+    the session cookie next to others (the device cookie, the form cookie's removal)."""
     for value in headers.get_all("Set-Cookie") or []:
         pair = value.split(";", 1)[0]
-        if pair.split("=", 1)[1]:
+        key, _, cookie_value = pair.partition("=")
+        if cookie_value and (name is None or key.strip() == name):
             return pair
     return None
