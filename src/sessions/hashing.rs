@@ -252,10 +252,16 @@ impl PasswordHashing {
             }
             if state.queued() >= self.shared.queue {
                 state.refused += 1;
-                return Err(HashingError::Busy {
-                    running: state.running,
-                    queued: state.queued(),
-                });
+                // A full queue refuses a login only when it holds nothing but logins: the
+                // latest sign-up waiting gives its place up (its caller answers 503), so a
+                // wave of registrations never keeps people from logging in.
+                let displaced = priority == Priority::Login && state.sign_ups.pop_back().is_some();
+                if !displaced {
+                    return Err(HashingError::Busy {
+                        running: state.running,
+                        queued: state.queued(),
+                    });
+                }
             }
             let (sender, receiver) = oneshot::channel();
             match priority {
@@ -264,11 +270,12 @@ impl PasswordHashing {
             }
             receiver
         };
-        // The sender lives in the queue until a slot is handed over; it is only dropped
-        // unsent if the whole hasher is, which cannot happen while `self` exists.
-        waiting
-            .await
-            .map_err(|_| HashingError::Failed("the hashing queue closed".into()))
+        // The sender lives in the queue until a slot is handed over, or until a login
+        // displaces this sign-up: dropped unsent, it means the queue was full.
+        waiting.await.map_err(|_| HashingError::Busy {
+            running: self.shared.concurrency,
+            queued: self.shared.queue,
+        })
     }
 }
 
@@ -333,7 +340,7 @@ mod tests {
                 refused: 0
             }
         );
-        let refused = hashing.hash(Priority::Login, "x").await;
+        let refused = hashing.hash(Priority::SignUp, "x").await;
         assert!(matches!(
             refused,
             Err(HashingError::Busy {
@@ -397,6 +404,52 @@ mod tests {
             *order.lock().expect("order"),
             vec!["running", "login", "sign-up 1", "sign-up 2"]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_login_takes_the_place_of_the_latest_sign_up_in_a_full_queue() {
+        let hashing = PasswordHashing::new(1, 2);
+        let release = Arc::new(tokio::sync::Notify::new());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for name in ["running", "sign-up 1", "sign-up 2"] {
+            let (queue, release, order) = (hashing.clone(), release.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                hold(&queue, Priority::SignUp, &release, &order, name).await
+            }));
+            let expected = tasks.len();
+            until(|| {
+                let load = hashing.load();
+                load.running + load.queued == expected
+            })
+            .await;
+        }
+        let login = {
+            let (queue, release, order) = (hashing.clone(), release.clone(), order.clone());
+            tokio::spawn(
+                async move { hold(&queue, Priority::Login, &release, &order, "login").await },
+            )
+        };
+        let displaced = tasks.pop().expect("sign-up 2");
+        assert!(matches!(
+            displaced.await.expect("joined"),
+            Err(HashingError::Busy { .. })
+        ));
+        tasks.push(login);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !tasks.iter().all(tokio::task::JoinHandle::is_finished) {
+            assert!(tokio::time::Instant::now() < deadline, "the queue drains");
+            release.notify_one();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for task in tasks {
+            assert!(task.await.expect("joined").is_ok());
+        }
+        assert_eq!(
+            *order.lock().expect("order"),
+            vec!["running", "login", "sign-up 1"]
+        );
+        assert_eq!(hashing.load().refused, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
