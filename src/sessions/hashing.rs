@@ -312,6 +312,22 @@ mod tests {
         }
     }
 
+    /// Releases held work until every task is done; each must have succeeded.
+    async fn drain(
+        tasks: Vec<tokio::task::JoinHandle<Result<(), HashingError>>>,
+        release: &tokio::sync::Notify,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !tasks.iter().all(tokio::task::JoinHandle::is_finished) {
+            assert!(tokio::time::Instant::now() < deadline, "the queue drains");
+            release.notify_one();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for task in tasks {
+            assert!(task.await.expect("joined").is_ok());
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_at_most_the_concurrency_queues_the_rest_and_refuses_beyond_the_queue() {
         let hashing = PasswordHashing::new(2, 3);
@@ -349,15 +365,7 @@ mod tests {
             })
         ));
         // Everyone waiting gets through once slots free up, never more than two at once.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !tasks.iter().all(tokio::task::JoinHandle::is_finished) {
-            assert!(tokio::time::Instant::now() < deadline, "the queue drains");
-            release.notify_one();
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        for task in tasks {
-            assert!(task.await.expect("joined").is_ok());
-        }
+        drain(tasks, &release).await;
         let load = hashing.load();
         assert_eq!(
             (load.running, load.queued, load.peak_running, load.refused),
@@ -436,15 +444,7 @@ mod tests {
             Err(HashingError::Busy { .. })
         ));
         tasks.push(login);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !tasks.iter().all(tokio::task::JoinHandle::is_finished) {
-            assert!(tokio::time::Instant::now() < deadline, "the queue drains");
-            release.notify_one();
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        for task in tasks {
-            assert!(task.await.expect("joined").is_ok());
-        }
+        drain(tasks, &release).await;
         assert_eq!(
             *order.lock().expect("order"),
             vec!["running", "login", "sign-up 1"]
