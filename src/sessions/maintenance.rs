@@ -5,11 +5,12 @@
 use std::{fmt, time::Duration};
 
 use chrono::Utc;
+use futures::TryStreamExt;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions::{
-    session::Record,
+    session::{Id, Record},
     session_store::{self, SessionStore},
 };
 
@@ -326,6 +327,11 @@ impl fmt::Display for MigrateReport {
 /// [`MIGRATED`] so that the app asks the registry once, on first use, whether the session
 /// ended in the old store after the copy.
 ///
+/// The source is listed a page of `maintenance.batch_size` keys at a time
+/// ([`Backend::key_pages`]), so memory stays bounded whatever its size; each batch asks
+/// the registry in one query which of its sessions ended, copies the rest, logs the
+/// counts so far, hands them to `progress` and rests.
+///
 /// A session the registry marks ended is never copied, and a copy an earlier run made of
 /// it is deleted from `to`: running it again (as the README's procedure does after the
 /// switch) never revives a session that ended in either store in between.
@@ -334,81 +340,136 @@ impl fmt::Display for MigrateReport {
 /// key. When `to` holds a live record under the key already, that one is left alone and
 /// counted `already_there` if it is at least as recent as the source's (its expiry is
 /// as late); an older one (an earlier run's copy of a session that went on in `from`)
-/// is replaced, and counted `copied`.
+/// is replaced, and counted `copied`. A key the source lists twice (Redis' `SCAN` may)
+/// is counted `already_there` the second time.
 ///
 /// # Errors
-/// When `from` cannot be listed.
+/// When `from` cannot be listed; the batches before stay copied, and a second run
+/// finds them there.
 pub async fn migrate(
     registry: &SessionRegistry,
     from: &Backend,
     to: &Backend,
-    batch: &MaintenanceConfig,
+    batches: &MaintenanceConfig,
+    progress: impl Fn(&MigrateReport) + Send + Sync,
 ) -> Result<MigrateReport, StoreError> {
     let mut report = MigrateReport::default();
-    let keys = from.keys().await?;
-    let total = keys.len();
-    for (done, key) in keys.into_iter().enumerate() {
-        if done > 0 && done % batch.batch_size == 0 {
-            tracing::info!(done, total, "sessions_migrate: records handled");
-            batch.rest().await;
-        }
-        match registry
-            .is_ended(&StoreKey::listed(key).session_ref())
-            .await
-        {
-            Ok(false) => {}
-            Ok(true) => {
-                if to.delete(&key).await.is_ok() {
-                    report.skipped_ended += 1;
-                } else {
-                    tracing::warn!(
-                        "sessions_migrate: an ended session's copy could not be removed"
-                    );
-                    report.failed += 1;
-                }
-                continue;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "sessions_migrate: the registry could not be read");
-                report.failed += 1;
-                continue;
-            }
-        }
-        let mut record = match from.load(&key).await {
-            Ok(Some(record)) => record,
-            // Gone or expired since it was listed.
-            Ok(None) => {
-                report.skipped_expired += 1;
-                continue;
-            }
-            Err(session_store::Error::Decode(reason)) => {
-                tracing::warn!(%reason, "sessions_migrate: an unreadable record was left behind");
-                report.skipped_unreadable += 1;
-                continue;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "sessions_migrate: a record could not be read");
-                report.failed += 1;
-                continue;
-            }
-        };
-        if record.expiry_date <= OffsetDateTime::now_utc() {
-            report.skipped_expired += 1;
-            continue;
-        }
-        record
-            .data
-            .insert(MIGRATED.to_string(), serde_json::Value::Bool(true));
-        match copy_record(to, &record).await {
-            Copied::Written => report.copied += 1,
-            Copied::AlreadyThere => report.already_there += 1,
-            Copied::Failed => {
-                tracing::warn!("sessions_migrate: a record could not be written");
-                report.failed += 1;
-            }
+    let mut pages = from.key_pages(batches.batch_size);
+    while let Some(page) = pages.try_next().await? {
+        // A store may hand over a few more keys than asked (Redis' SCAN): each batch
+        // binds at most `batch_size` of them.
+        for keys in page.chunks(batches.batch_size) {
+            migrate_batch(registry, from, to, keys, &mut report).await;
+            tracing::info!(%report, "sessions_migrate: batch done");
+            progress(&report);
+            batches.rest().await;
         }
     }
     Ok(report)
+}
+
+/// Copies one batch of `from`'s records, counting each in `report`.
+async fn migrate_batch(
+    registry: &SessionRegistry,
+    from: &Backend,
+    to: &Backend,
+    keys: &[Id],
+    report: &mut MigrateReport,
+) {
+    let refs: Vec<_> = keys
+        .iter()
+        .map(|&key| StoreKey::listed(key).session_ref())
+        .collect();
+    let ended = match registry.ended_among(&refs).await {
+        Ok(ended) => ended,
+        Err(error) => {
+            tracing::warn!(%error, "sessions_migrate: the registry could not be read");
+            report.failed += keys.len() as u64;
+            return;
+        }
+    };
+    for (key, session_ref) in keys.iter().zip(&refs) {
+        let moved = if ended.contains(session_ref) {
+            remove_copy(to, key).await
+        } else {
+            migrate_record(from, to, key).await
+        };
+        report.count(moved);
+    }
+}
+
+/// How one record of the source fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moved {
+    Copied,
+    AlreadyThere,
+    Expired,
+    Ended,
+    Unreadable,
+    Failed,
+}
+
+impl MigrateReport {
+    /// Records of the source gone through so far.
+    #[must_use]
+    pub const fn handled(&self) -> u64 {
+        self.copied
+            + self.already_there
+            + self.skipped_expired
+            + self.failed
+            + self.skipped_ended
+            + self.skipped_unreadable
+    }
+
+    fn count(&mut self, moved: Moved) {
+        let counter = match moved {
+            Moved::Copied => &mut self.copied,
+            Moved::AlreadyThere => &mut self.already_there,
+            Moved::Expired => &mut self.skipped_expired,
+            Moved::Ended => &mut self.skipped_ended,
+            Moved::Unreadable => &mut self.skipped_unreadable,
+            Moved::Failed => &mut self.failed,
+        };
+        *counter += 1;
+    }
+}
+
+/// A session the registry marks ended: no copy of it may stay in the target.
+async fn remove_copy(to: &Backend, key: &Id) -> Moved {
+    if to.delete(key).await.is_ok() {
+        Moved::Ended
+    } else {
+        tracing::warn!("sessions_migrate: an ended session's copy could not be removed");
+        Moved::Failed
+    }
+}
+
+/// Reads the record under `key` from `from` and writes it to `to`.
+async fn migrate_record(from: &Backend, to: &Backend, key: &Id) -> Moved {
+    let mut record = match from.load(key).await {
+        Ok(Some(record)) => record,
+        // Gone or expired since it was listed.
+        Ok(None) => return Moved::Expired,
+        Err(session_store::Error::Decode(reason)) => {
+            tracing::warn!(%reason, "sessions_migrate: an unreadable record was left behind");
+            return Moved::Unreadable;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "sessions_migrate: a record could not be read");
+            return Moved::Failed;
+        }
+    };
+    if record.expiry_date <= OffsetDateTime::now_utc() {
+        return Moved::Expired;
+    }
+    record
+        .data
+        .insert(MIGRATED.to_string(), serde_json::Value::Bool(true));
+    let moved = copy_record(to, &record).await;
+    if moved == Moved::Failed {
+        tracing::warn!("sessions_migrate: a record could not be written");
+    }
+    moved
 }
 
 /// Re-labels the registry rows of sessions that moved from store `from` to `to`, a batch
@@ -417,46 +478,50 @@ pub async fn migrate(
 /// # Errors
 /// A database error; the batches done stay done, and running it again does the rest.
 pub async fn relabel_store(sessions: &Sessions, from: &str, to: &str) -> Result<u64, DbErr> {
-    in_batches(
-        &sessions.config().maintenance,
-        "sessions_migrate",
-        "registry rows re-labelled",
-        |limit| sessions.registry().move_store_batch(from, to, limit),
-    )
-    .await
-}
-
-/// How one record reached the target.
-enum Copied {
-    Written,
-    AlreadyThere,
-    Failed,
+    let batches = sessions.config().maintenance;
+    let (mut relabelled, mut after) = (0, 0);
+    loop {
+        let (moved, next) = sessions
+            .registry()
+            .move_store_batch(from, to, after, batches.limit())
+            .await?;
+        relabelled += moved;
+        let Some(next) = next else {
+            return Ok(relabelled);
+        };
+        tracing::info!(
+            done = relabelled,
+            "sessions_migrate: registry rows re-labelled"
+        );
+        after = next;
+        batches.rest().await;
+    }
 }
 
 /// Writes `record` to `to` under its own key. Never a `create`: on a collision that
 /// draws another key, which no cookie maps to.
-async fn copy_record(to: &Backend, record: &Record) -> Copied {
+async fn copy_record(to: &Backend, record: &Record) -> Moved {
     match to.create_if_absent(record).await {
-        Ok(true) => return Copied::Written,
+        Ok(true) => return Moved::Copied,
         Ok(false) => {}
-        Err(_) => return Copied::Failed,
+        Err(_) => return Moved::Failed,
     }
     match to.load(&record.id).await {
         // The target's copy was written at least as late (every write moves the expiry
         // forward): after the switch the target is where the session lives, and an
         // older copy must not overwrite it.
-        Ok(Some(existing)) if existing.expiry_date >= record.expiry_date => Copied::AlreadyThere,
+        Ok(Some(existing)) if existing.expiry_date >= record.expiry_date => Moved::AlreadyThere,
         // An earlier run's copy of a session that went on in the source since, or a
         // target record that cannot be read: the source's replaces it.
         Ok(Some(_)) | Err(session_store::Error::Decode(_)) => {
             if to.save(record).await.is_ok() {
-                Copied::Written
+                Moved::Copied
             } else {
-                Copied::Failed
+                Moved::Failed
             }
         }
         // It ended in the target since the collision: it stays ended.
-        Ok(None) => Copied::AlreadyThere,
-        Err(_) => Copied::Failed,
+        Ok(None) => Moved::AlreadyThere,
+        Err(_) => Moved::Failed,
     }
 }

@@ -6,7 +6,7 @@
 //! for the admin page), rows whose session has expired or is gone from the store are
 //! pruned by [`SessionRegistry::prune`]. Nothing here grows forever.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use sea_orm::{
@@ -344,18 +344,28 @@ impl SessionRegistry {
         Self::live_rows().filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
     }
 
-    /// Whether the registry holds `session_ref` as ended (rows of ended sessions are kept
-    /// for a day after the end).
+    /// Which of `session_refs` the registry holds as ended (rows of ended sessions are
+    /// kept for a day after the end), in one query: they are bound one parameter each,
+    /// so pass at most [`crate::models::MAX_BOUND_PARAMETERS`].
     ///
     /// # Errors
     /// A database error.
-    pub async fn is_ended(&self, session_ref: &SessionRef) -> Result<bool, DbErr> {
-        Ok(user_sessions::Entity::find()
-            .filter(user_sessions::Column::SessionRef.eq(session_ref.as_str()))
+    pub async fn ended_among(
+        &self,
+        session_refs: &[SessionRef],
+    ) -> Result<HashSet<SessionRef>, DbErr> {
+        let ended: Vec<String> = user_sessions::Entity::find()
+            .select_only()
+            .column(user_sessions::Column::SessionRef)
+            .filter(
+                user_sessions::Column::SessionRef
+                    .is_in(session_refs.iter().map(SessionRef::as_str)),
+            )
             .filter(user_sessions::Column::EndedAt.is_not_null())
-            .count(&self.db)
-            .await?
-            > 0)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(ended.iter().filter_map(|r| SessionRef::parse(r)).collect())
     }
 
     /// A user's live sessions, most recently used first.
@@ -622,25 +632,45 @@ impl SessionRegistry {
         })
     }
 
-    /// Re-labels up to `limit` rows not ended after their sessions moved from store
-    /// `from` to `to`; how many. Called until it returns less than `limit`.
+    /// Re-labels the next rows not ended, by id above `after`, of sessions that moved
+    /// from store `from` to `to`: up to `limit` rows looked at. How many were re-labelled,
+    /// and the id to go on after (`None`: the table is done). A walk by id reads each row
+    /// once, however many batches before it re-labelled.
     ///
     /// # Errors
     /// A database error.
-    pub async fn move_store_batch(&self, from: &str, to: &str, limit: u64) -> Result<u64, DbErr> {
-        let batch = Query::select()
+    pub async fn move_store_batch(
+        &self,
+        from: &str,
+        to: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<(u64, Option<i64>), DbErr> {
+        let ids: Vec<i64> = user_sessions::Entity::find()
+            .select_only()
             .column(user_sessions::Column::Id)
-            .from(user_sessions::Entity)
-            .and_where(user_sessions::Column::Store.eq(from))
-            .and_where(user_sessions::Column::EndedAt.is_null())
+            .filter(user_sessions::Column::Id.gt(after))
+            .filter(user_sessions::Column::Store.eq(from))
+            .filter(user_sessions::Column::EndedAt.is_null())
+            .order_by_asc(user_sessions::Column::Id)
             .limit(limit)
-            .to_owned();
-        Ok(user_sessions::Entity::update_many()
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let Some(&last) = ids.last() else {
+            return Ok((0, None));
+        };
+        let moved = user_sessions::Entity::update_many()
             .col_expr(user_sessions::Column::Store, Expr::value(to))
-            .filter(user_sessions::Column::Id.in_subquery(batch))
+            .filter(user_sessions::Column::Id.is_in(ids.iter().copied()))
+            // Ended or moved by someone else since it was read: left as it is.
+            .filter(user_sessions::Column::Store.eq(from))
+            .filter(user_sessions::Column::EndedAt.is_null())
             .exec(&self.db)
             .await?
-            .rows_affected)
+            .rows_affected;
+        let more = ids.len() as u64 == limit;
+        Ok((moved, more.then_some(last)))
     }
 
     /// Rows in the table, ended or not.

@@ -1,7 +1,11 @@
 //! `cargo loco task sessions_migrate from:file to:redis`: copies every live session to
 //! another store, with its remaining lifetime, so a deployment can switch stores without
-//! logging anybody out. Safe to run twice.
+//! logging anybody out. It goes through the source `maintenance.batch_size` records at a
+//! time, in bounded memory. Safe to run twice, and to run again after an interruption.
 
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
 use loco_rs::{
     app::AppContext,
     task::{Task, TaskInfo, Vars},
@@ -67,14 +71,31 @@ impl Task for SessionsMigrate {
                 .map_err(|e| Error::Message(e.to_string()))
         };
         let (source, target) = (open(from)?, open(to)?);
+        // A spinner on a terminal; in a log only the summary line (and the app's log
+        // line per batch).
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {pos} records {msg}") {
+                bar.set_style(style);
+            }
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let progress = bar.clone();
         let report = maintenance::migrate(
             sessions.registry(),
             &source,
             &target,
             &sessions.config().maintenance,
+            move |report| {
+                progress.set_position(report.handled());
+                progress.set_message(format!("({} copied)", report.copied));
+            },
         )
         .await
         .map_err(|e| Error::Message(format!("sessions_migrate: {e}")))?;
+        bar.finish_and_clear();
         let relabelled = maintenance::relabel_store(&sessions, from.name(), to.name()).await?;
         println!("{report}; {relabelled} registry rows now say {to}");
         if report.failed > 0 {

@@ -5,12 +5,15 @@
 use serde_json::{json, Value};
 
 use crate::support::{
-    csrf_token_of, location, redis::RedisServer, set_cookie_header, texts, TestApp,
+    csrf_token_of, listed_keys, location, redis::RedisServer, set_cookie_header, texts, TestApp,
 };
 
 /// How many records the app's store holds.
 async fn records(app: &TestApp) -> usize {
-    app.sessions().backend().keys().await.expect("keys").len()
+    listed_keys(app.sessions().backend())
+        .await
+        .expect("keys")
+        .len()
 }
 
 async fn anonymous_views_write_nothing(app: TestApp) {

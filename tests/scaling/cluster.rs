@@ -4,7 +4,8 @@ use serial_test::serial;
 
 use super::{all_served_again, authenticated, log_in, on_redis, session_status, store_key};
 use crate::support::{
-    clock::PATIENCE, redis::RedisServer, redis_topology::RedisCluster, Settings, TestApp,
+    clock::PATIENCE, listed_keys, redis::RedisServer, redis_topology::RedisCluster, Settings,
+    TestApp,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -43,7 +44,7 @@ async fn sessions_spread_over_every_master_and_every_instance_reads_every_sessio
         per_master[owner] += 1;
     }
     assert!(per_master.iter().all(|&n| n > 0), "{per_master:?}");
-    let listed = one.sessions().backend().keys().await.expect("keys");
+    let listed = listed_keys(one.sessions().backend()).await.expect("keys");
     assert_eq!(listed.len(), 200, "listing visits every master");
     // What a session costs the cluster, for the README's sessions-per-GiB figure (run
     // with --nocapture): MEMORY USAGE of each key on its master (key, value, expiry).

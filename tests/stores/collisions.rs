@@ -8,7 +8,6 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 use serial_test::serial;
-use tessera::sessions::stores::{ops::StoreError, Backend};
 use time::OffsetDateTime;
 use tower_sessions::{
     session::{Id, Record},
@@ -16,6 +15,7 @@ use tower_sessions::{
 };
 
 use crate::support::{
+    record_count,
     redis::RedisServer,
     redis_topology::{RedisCluster, RedisSentinel},
     Database, Settings, TestApp,
@@ -56,22 +56,6 @@ async fn payload(store: &impl SessionStore, id: &Id) -> Option<Value> {
         .await
         .expect("the store answers")
         .map(|record| record.data["payload"].clone())
-}
-
-/// How many records the backend holds (the memory store counts itself: it cannot be
-/// listed).
-async fn record_count(backend: &Backend) -> usize {
-    match backend.keys().await {
-        Ok(keys) => keys.len(),
-        Err(StoreError::NotListable) => backend
-            .usage()
-            .await
-            .iter()
-            .find(|(label, _)| *label == "records")
-            .and_then(|(_, n)| usize::try_from(*n).ok())
-            .expect("the memory store counts its records"),
-        Err(error) => panic!("the store cannot be listed: {error}"),
-    }
 }
 
 /// Every collision check, on the store `app`'s sessions are in.

@@ -1,3 +1,4 @@
 mod collisions;
 mod file;
+mod listing;
 mod redis;

@@ -18,6 +18,7 @@ pub mod redis_topology;
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc};
 
 use axum_test::{TestResponse, TestServer, TestServerConfig};
+use futures::TryStreamExt;
 use loco_rs::{
     app::{AppContext, Hooks},
     boot::StartMode,
@@ -26,7 +27,13 @@ use loco_rs::{
 use scraper::{Html, Selector};
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use tessera::{app::App, sessions::Sessions};
+use tessera::{
+    app::App,
+    sessions::{
+        stores::{ops::StoreError, Backend},
+        Sessions,
+    },
+};
 use tower_sessions::session::Id;
 
 /// A booted app and the throwaway directory and database it uses.
@@ -468,4 +475,29 @@ pub fn session_id_set(response: &TestResponse, name: &str) -> Option<String> {
 
 pub fn parse_id(value: &str) -> Id {
     Id::from_str(value).expect("a session id")
+}
+
+/// Every key `backend` lists, page after page (small pages, so a test with a handful of
+/// records crosses page boundaries).
+///
+/// # Errors
+/// The listing's error: the memory store cannot be listed.
+pub async fn listed_keys(backend: &Backend) -> Result<Vec<Id>, StoreError> {
+    backend.key_pages(3).try_concat().await
+}
+
+/// How many records `backend` holds (the memory store counts itself: it cannot be
+/// listed).
+pub async fn record_count(backend: &Backend) -> usize {
+    match listed_keys(backend).await {
+        Ok(keys) => keys.len(),
+        Err(StoreError::NotListable) => backend
+            .usage()
+            .await
+            .iter()
+            .find(|(label, _)| *label == "records")
+            .and_then(|(_, n)| usize::try_from(*n).ok())
+            .expect("the memory store counts its records"),
+        Err(error) => panic!("the store cannot be listed: {error}"),
+    }
 }

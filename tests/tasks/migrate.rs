@@ -1,13 +1,22 @@
 //! `sessions_migrate`: every live session keeps working, with the same ID and expiry,
 //! after a deployment switches stores.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use serde_json::{json, Value};
 use serial_test::serial;
 use tessera::sessions::{
     data::MIGRATED,
+    events::EndReason,
     maintenance,
+    registry::SessionRegistry,
     stores::{
         file::FileStore,
         redis::{RedisConfig, RedisSessionStore},
@@ -20,7 +29,7 @@ use tower_sessions::{
 };
 
 use crate::support::{
-    parse_id,
+    parse_id, record_count,
     redis::RedisServer,
     redis_topology::{RedisCluster, RedisSentinel},
     Database, Settings, TestApp,
@@ -145,6 +154,7 @@ async fn file_to_memory_and_database_keep_every_session() {
         &file,
         &memory,
         &app.sessions().config().maintenance,
+        |_| {},
     )
     .await
     .expect("migrate");
@@ -161,7 +171,8 @@ async fn file_to_memory_and_database_keep_every_session() {
             &registry,
             &memory,
             &file,
-            &app.sessions().config().maintenance
+            &app.sessions().config().maintenance,
+            |_| {},
         )
         .await
         .is_err(),
@@ -319,20 +330,6 @@ async fn file_app_with_three_sessions(database: Database) -> (TestApp, Vec<Id>) 
     (app, keys)
 }
 
-/// How many records `store` holds (the memory store counts itself: it cannot be listed).
-async fn records_in(store: &Backend) -> usize {
-    match store.keys().await {
-        Ok(keys) => keys.len(),
-        Err(_) => store
-            .usage()
-            .await
-            .iter()
-            .find(|(label, _)| *label == "records")
-            .and_then(|(_, n)| usize::try_from(*n).ok())
-            .expect("the memory store counts its records"),
-    }
-}
-
 /// `sessions_migrate` into `to`, which holds one session's key already with a newer
 /// record (the session went on in the target) and another's with an older copy (an
 /// earlier run's): the newer one is left alone and reported as already there, the older
@@ -363,9 +360,15 @@ async fn copies_keep_their_keys_and_newer_records_are_left_alone(to: Backend, da
             .expect("the target answers"));
     }
 
-    let report = maintenance::migrate(&registry, &from, &to, &app.sessions().config().maintenance)
-        .await
-        .expect("migrate");
+    let report = maintenance::migrate(
+        &registry,
+        &from,
+        &to,
+        &app.sessions().config().maintenance,
+        |_| {},
+    )
+    .await
+    .expect("migrate");
     assert_eq!(
         (report.copied, report.already_there, report.failed),
         (2, 1, 0),
@@ -385,20 +388,26 @@ async fn copies_keep_their_keys_and_newer_records_are_left_alone(to: Backend, da
         assert_eq!(copy.data, source.data);
     }
     assert_eq!(
-        records_in(&to).await,
+        record_count(&to).await,
         3,
         "nothing written under another key"
     );
 
-    let again = maintenance::migrate(&registry, &from, &to, &app.sessions().config().maintenance)
-        .await
-        .expect("migrate");
+    let again = maintenance::migrate(
+        &registry,
+        &from,
+        &to,
+        &app.sessions().config().maintenance,
+        |_| {},
+    )
+    .await
+    .expect("migrate");
     assert_eq!(
         (again.copied, again.already_there, again.failed),
         (0, 3, 0),
         "{again}"
     );
-    assert_eq!(records_in(&to).await, 3);
+    assert_eq!(record_count(&to).await, 3);
 }
 
 fn redis_target(url: &str) -> Backend {
@@ -479,4 +488,195 @@ async fn into_redis_sentinel_copies_keep_their_keys() {
         Database::Sqlite,
     )
     .await;
+}
+
+/// A live record written straight into `store`, as no login wrote it: no registry row
+/// names it, so nothing marks it ended.
+async fn stray_record(store: &Backend) -> Id {
+    let record = Record {
+        id: Id::default(),
+        data: HashMap::from([("payload".to_string(), json!("stray"))]),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    assert!(store.create_if_absent(&record).await.expect("written"));
+    record.id
+}
+
+/// With 3 records per batch: the migration is stopped after its first batch (as a killed
+/// task is, mid-way) and run again. The second run copies what the first did not, finds
+/// the first run's copies there, and never copies the session the registry marks ended;
+/// at the end the target holds every live session once.
+#[tokio::test]
+async fn a_migration_stopped_after_one_batch_and_run_again_copies_every_live_session_once() {
+    let app = TestApp::with(Settings {
+        sessions: json!({"store": "file", "maintenance": {"batch_size": 3, "batch_rest_ms": 0}}),
+        ..Settings::default()
+    })
+    .await;
+    let from = app.sessions().backend().clone();
+    let mut live = Vec::new();
+    let mut ended = None;
+    for email in ["oli@example.com", "pam@example.com", "quin@example.com"] {
+        app.create_user(email, false).await;
+        let (_, id) = app.browser_logged_in_as(email).await;
+        let key = app.sessions().hasher().store_key(&parse_id(&id));
+        if ended.is_none() {
+            // Ended in the registry (by another instance, say) while its record stays.
+            assert!(app
+                .sessions()
+                .registry()
+                .end(&key.session_ref(), EndReason::RevokedByAdmin)
+                .await
+                .expect("registry"));
+            ended = Some(*key.as_id());
+        } else {
+            live.push(*key.as_id());
+        }
+    }
+    for _ in 0..7 {
+        live.push(stray_record(&from).await);
+    }
+    let target = TestApp::with(Settings {
+        sessions: json!({"store": "database"}),
+        ..Settings::default()
+    })
+    .await;
+    let to = target.sessions().backend().clone();
+    let registry = app.sessions().registry().clone();
+    let batches = app.sessions().config().maintenance;
+
+    let (first_batch_done, stop) = tokio::sync::oneshot::channel();
+    let first_batch_done = std::sync::Mutex::new(Some(first_batch_done));
+    let handled_at_stop = std::sync::Mutex::new(0);
+    tokio::select! {
+        biased;
+        _ = stop => {}
+        finished = maintenance::migrate(&registry, &from, &to, &batches, |report| {
+            *handled_at_stop.lock().expect("lock") = report.handled();
+            if let Some(done) = first_batch_done.lock().expect("lock").take() {
+                let _ = done.send(());
+            }
+        }) => panic!("not stopped after its first batch: {finished:?}"),
+    }
+    assert_eq!(*handled_at_stop.lock().expect("lock"), 3, "one batch of 3");
+    let copied_before = record_count(&to).await;
+    assert!(
+        (1..live.len()).contains(&copied_before),
+        "stopped part-way: {copied_before} copied"
+    );
+
+    let report = maintenance::migrate(&registry, &from, &to, &batches, |_| {})
+        .await
+        .expect("migrate");
+    assert_eq!(report.handled(), 10, "{report}");
+    assert_eq!(
+        (
+            report.copied + report.already_there,
+            report.skipped_ended,
+            report.failed
+        ),
+        (9, 1, 0),
+        "{report}"
+    );
+    assert_eq!(
+        report.copied,
+        (9 - copied_before) as u64,
+        "the first run's copies are found there: {report}"
+    );
+    for key in &live {
+        assert!(to.load(key).await.expect("load").is_some(), "copied");
+    }
+    let ended = ended.expect("one ended");
+    assert!(
+        to.load(&ended).await.expect("load").is_none(),
+        "never copied"
+    );
+    assert_eq!(record_count(&to).await, 9, "each live session once");
+
+    let again = maintenance::migrate(&registry, &from, &to, &batches, |_| {})
+        .await
+        .expect("migrate");
+    assert_eq!((again.copied, again.already_there), (0, 9), "{again}");
+}
+
+/// 1,200 records at the default batch size (500): the registry is asked once per batch,
+/// not once per record, and no statement binds more than 1,000 parameters.
+#[tokio::test]
+async fn a_migration_asks_the_registry_once_per_batch() {
+    let app = TestApp::with(Settings {
+        sessions: json!({"store": "file", "maintenance": {"batch_rest_ms": 0}}),
+        ..Settings::default()
+    })
+    .await;
+    let from = app.sessions().backend().clone();
+    for _ in 0..1_200 {
+        stray_record(&from).await;
+    }
+    let statements = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut db = app.ctx.db.clone();
+    let (s, m) = (statements.clone(), most.clone());
+    db.set_metric_callback(move |info| {
+        s.fetch_add(1, Ordering::Relaxed);
+        let bound = info.statement.values.as_ref().map_or(0, |v| v.0.len());
+        m.fetch_max(bound, Ordering::Relaxed);
+    });
+    let registry = SessionRegistry::new(db);
+    let to = Backend::Memory(tessera::sessions::stores::memory::MemoryStore::default());
+    let report = maintenance::migrate(
+        &registry,
+        &from,
+        &to,
+        &app.sessions().config().maintenance,
+        |_| {},
+    )
+    .await
+    .expect("migrate");
+    assert_eq!(report.copied, 1_200, "{report}");
+    assert_eq!(
+        statements.load(Ordering::Relaxed),
+        3,
+        "one registry query per batch of 500"
+    );
+    let most = most.load(Ordering::Relaxed);
+    assert!(most <= 1_000, "a statement bound {most} parameters");
+}
+
+/// From a Redis Cluster (sessions on every master) into the database store, 3 records per
+/// batch: every session logged in on the cluster is still logged in on the database store.
+#[tokio::test(flavor = "multi_thread")]
+#[serial(redis_topology)]
+async fn from_a_redis_cluster_every_master_s_sessions_are_copied() {
+    let cluster = RedisCluster::start();
+    let app = TestApp::with(Settings {
+        sessions: json!({
+            "store": "redis",
+            "redis": {"url": cluster.url()},
+            "maintenance": {"batch_size": 3, "batch_rest_ms": 0},
+        }),
+        ..Settings::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for email in [
+        "ray@example.com",
+        "sue@example.com",
+        "tom@example.com",
+        "uma@example.com",
+    ] {
+        app.create_user(email, false).await;
+        ids.push(app.browser_logged_in_as(email).await.1);
+    }
+    let (ok, out, err) = app
+        .cli(&["task", "sessions_migrate", "from:redis", "to:database"])
+        .await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("sessions_migrate: 4 copied, 0 already there"),
+        "{out}"
+    );
+    let switched = database_app(&app).await;
+    for id in &ids {
+        assert!(still_logged_in(&switched, "session", id).await);
+    }
 }

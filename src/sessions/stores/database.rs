@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset};
+use futures::stream;
 use sea_orm::{
     sea_query::{Expr, OnConflict, Query},
-    ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveValue, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 use tower_sessions::{
@@ -20,7 +21,7 @@ use tower_sessions::{
     session_store::{self, SessionStore},
 };
 
-use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{create_unique, KeyPages, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
 use crate::{
     models::_entities::session_records,
     sessions::clock::{now, rest, sql_time},
@@ -127,17 +128,35 @@ impl StoreOps for DatabaseStore {
         Ok(written > 0)
     }
 
-    /// Every live record's key.
-    async fn keys(&self) -> Result<Vec<Id>, StoreError> {
-        let ids: Vec<String> = session_records::Entity::find()
-            .select_only()
-            .column(session_records::Column::Id)
-            .filter(session_records::Column::ExpiresAt.gt(sql_time(now())))
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(|e| StoreError::failed(StoreKind::Database, "list keys", e))?;
-        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    /// Live records' keys in key order, a page per query from the last key on (the
+    /// primary key's index), so no query skips rows another already read.
+    fn key_pages(&self, page_size: usize) -> KeyPages<'_> {
+        let limit = page_size.max(1) as u64;
+        Box::pin(stream::try_unfold(
+            Some(String::new()),
+            move |after| async move {
+                let Some(after) = after else {
+                    return Ok(None);
+                };
+                let ids: Vec<String> = session_records::Entity::find()
+                    .select_only()
+                    .column(session_records::Column::Id)
+                    .filter(session_records::Column::Id.gt(after))
+                    .filter(session_records::Column::ExpiresAt.gt(sql_time(now())))
+                    .order_by_asc(session_records::Column::Id)
+                    .limit(limit)
+                    .into_tuple()
+                    .all(&self.db)
+                    .await
+                    .map_err(|e| StoreError::failed(StoreKind::Database, "list keys", e))?;
+                let Some(last) = ids.last().cloned() else {
+                    return Ok(None);
+                };
+                let more = ids.len() as u64 == limit;
+                let page = ids.iter().filter_map(|id| id.parse().ok()).collect();
+                Ok(Some((page, more.then_some(last))))
+            },
+        ))
     }
 
     async fn sweep(&self, _progress: Progress) -> Result<StoreSweep, StoreError> {
@@ -153,24 +172,24 @@ impl StoreOps for DatabaseStore {
 
     /// Live records and the bytes they take.
     async fn usage(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
-        let failed = |e: sea_orm::DbErr| StoreError::failed(StoreKind::Database, "count rows", e);
-        let now = sql_time(now());
-        let rows = session_records::Entity::find()
-            .filter(session_records::Column::ExpiresAt.gt(now))
-            .count(&self.db)
-            .await
-            .map_err(failed)?;
-        let lengths: Vec<String> = session_records::Entity::find()
+        // Summed by the database: the records themselves never leave it.
+        let bytes = match self.db.get_database_backend() {
+            DbBackend::Postgres => "OCTET_LENGTH(record)",
+            _ => "LENGTH(CAST(record AS BLOB))",
+        };
+        let (rows, bytes): (i64, i64) = session_records::Entity::find()
             .select_only()
-            .column(session_records::Column::Record)
-            .filter(session_records::Column::ExpiresAt.gt(now))
+            .column_as(Expr::cust("COUNT(*)"), "rows")
+            .column_as(Expr::cust(format!("COALESCE(SUM({bytes}), 0)")), "bytes")
+            .filter(session_records::Column::ExpiresAt.gt(sql_time(now())))
             .into_tuple()
-            .all(&self.db)
+            .one(&self.db)
             .await
-            .map_err(failed)?;
+            .map_err(|e| StoreError::failed(StoreKind::Database, "count rows", e))?
+            .unwrap_or_default();
         Ok(vec![
-            ("rows", rows),
-            ("bytes", lengths.iter().map(|r| r.len() as u64).sum()),
+            ("rows", u64::try_from(rows).unwrap_or_default()),
+            ("bytes", u64::try_from(bytes).unwrap_or_default()),
         ])
     }
 

@@ -26,12 +26,16 @@ use std::{
 };
 
 use async_trait::async_trait;
+use futures::stream;
+use tokio::sync::mpsc;
 use tower_sessions::{
     session::{Id, Record},
     session_store::{self, SessionStore},
 };
 
-use super::ops::{create_unique, is_live, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{
+    create_unique, is_live, KeyPages, Progress, StoreError, StoreKind, StoreOps, StoreSweep,
+};
 
 /// Temporary files older than this were left by a crash mid-write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -174,16 +178,41 @@ impl StoreOps for FileStore {
     }
 
     /// Every record file, live or not (loading checks).
-    async fn keys(&self) -> Result<Vec<Id>, StoreError> {
+    /// The directory is read on a blocking thread a page ahead of the reader, who holds
+    /// the only other page: memory stays bounded whatever the number of files.
+    fn key_pages(&self, page_size: usize) -> KeyPages<'_> {
         let dir = self.dir.clone();
-        blocking(move || {
-            Ok(fs::read_dir(&*dir)?
-                .flatten()
-                .filter_map(|entry| record_id(&entry.file_name()))
-                .collect())
-        })
-        .await
-        .map_err(|e| StoreError::failed(StoreKind::File, "list keys", e))
+        let page_size = page_size.max(1);
+        let (pages, listed) = mpsc::channel(1);
+        tokio::task::spawn_blocking(move || {
+            let listing = match fs::read_dir(&*dir) {
+                Ok(listing) => listing,
+                Err(e) => {
+                    let _ = pages.blocking_send(Err(StoreError::failed(
+                        StoreKind::File,
+                        "list keys",
+                        e,
+                    )));
+                    return;
+                }
+            };
+            let mut page = Vec::with_capacity(page_size);
+            for entry in listing.flatten() {
+                page.extend(record_id(&entry.file_name()));
+                // A send fails once the reader dropped the stream: stop listing.
+                if page.len() >= page_size
+                    && pages.blocking_send(Ok(std::mem::take(&mut page))).is_err()
+                {
+                    return;
+                }
+            }
+            if !page.is_empty() {
+                let _ = pages.blocking_send(Ok(page));
+            }
+        });
+        Box::pin(stream::unfold(listed, |mut listed| async move {
+            listed.recv().await.map(|page| (page, listed))
+        }))
     }
 
     async fn sweep(&self, progress: Progress) -> Result<StoreSweep, StoreError> {

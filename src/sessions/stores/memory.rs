@@ -11,12 +11,15 @@ use std::{
 };
 
 use async_trait::async_trait;
+use futures::stream;
 use tower_sessions::{
     session::{Id, Record},
     session_store::{self, SessionStore},
 };
 
-use super::ops::{create_unique, is_live, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{
+    create_unique, is_live, KeyPages, Progress, StoreError, StoreKind, StoreOps, StoreSweep,
+};
 
 /// Records in a map shared by clones.
 ///
@@ -98,8 +101,8 @@ impl StoreOps for MemoryStore {
     }
 
     /// The map lives inside one process: a task in another cannot list it.
-    async fn keys(&self) -> Result<Vec<Id>, StoreError> {
-        Err(StoreError::NotListable)
+    fn key_pages(&self, _page_size: usize) -> KeyPages<'_> {
+        Box::pin(stream::once(async { Err(StoreError::NotListable) }))
     }
 
     /// Expired records are dropped when loaded.

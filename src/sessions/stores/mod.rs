@@ -37,7 +37,7 @@ use self::{
     database::DatabaseStore,
     file::FileStore,
     memory::MemoryStore,
-    ops::{StoreError, StoreKind, StoreOps, StoreSweep},
+    ops::{KeyPages, StoreError, StoreKind, StoreOps, StoreSweep},
     redis::{RedisConfig, RedisSessionStore},
 };
 
@@ -157,12 +157,12 @@ impl Backend {
         self.ops().create_if_absent(record).await
     }
 
-    /// The keys of every record in the store, to copy or count them.
-    ///
-    /// # Errors
-    /// When the store cannot be listed (the memory store never can: it lives in one process).
-    pub async fn keys(&self) -> Result<Vec<Id>, StoreError> {
-        self.ops().keys().await
+    /// The keys of the records in the store, in pages of about `page_size`: see
+    /// [`StoreOps::key_pages`].
+    /// The memory store yields [`StoreError::NotListable`]: it lives in one process.
+    #[must_use]
+    pub fn key_pages(&self, page_size: usize) -> KeyPages<'_> {
+        self.ops().key_pages(page_size)
     }
 
     /// Removes expired (and, for files, unreadable) records, calling `progress(done, total)`

@@ -1,6 +1,6 @@
 //! What Tessera asks of a store beyond tower-sessions' [`SessionStore`]: its kind, a write
-//! that never takes another key, the keys it holds, a sweep of expired records, its usage
-//! and a ping. Each store implements [`StoreOps`] in its own file; [`super::Backend`] holds
+//! that never takes another key, the keys it holds (a page at a time), a sweep of expired
+//! records, its usage and a ping. Each store implements [`StoreOps`] in its own file; [`super::Backend`] holds
 //! the one configured. Every store's `create` is [`create_unique`], over its own
 //! [`StoreOps::create_if_absent`].
 //!
@@ -9,6 +9,7 @@
 use std::{fmt, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use serde::Deserialize;
 use tower_sessions::{
     session::{Id, Record},
@@ -97,6 +98,9 @@ pub struct StoreSweep {
 /// `progress(done, total)` while a sweep goes through a store's records.
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
+/// The keys of a store's records, a page at a time ([`StoreOps::key_pages`]).
+pub type KeyPages<'a> = BoxStream<'a, Result<Vec<Id>, StoreError>>;
+
 /// The operations every store offers beyond loading and saving records.
 ///
 /// ```
@@ -122,11 +126,13 @@ pub trait StoreOps: SessionStore {
     /// When the store fails.
     async fn create_if_absent(&self, record: &Record) -> session_store::Result<bool>;
 
-    /// The keys of every record the store holds, to copy or count them.
-    ///
-    /// # Errors
-    /// When the store cannot be listed.
-    async fn keys(&self) -> Result<Vec<Id>, StoreError>;
+    /// The keys of the records the store holds, to copy them, in pages of about
+    /// `page_size` keys. The store is listed as the pages are read, so a store of any size
+    /// is gone through in bounded memory; dropping the stream stops the listing. A key
+    /// written or removed meanwhile may or may not be listed, and Redis may list a key
+    /// twice (`SCAN`): whoever reads the pages must not mind either. A listing that
+    /// fails yields its error and ends.
+    fn key_pages(&self, page_size: usize) -> KeyPages<'_>;
 
     /// Removes expired (and unreadable) records. A store that expires records by itself
     /// (Redis, memory) has nothing to do.

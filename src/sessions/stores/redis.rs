@@ -36,6 +36,7 @@ use fred::{
     prelude::{Builder, Config as FredConfig, Pool, ReconnectPolicy, ServerConfig},
     types::{config::Server, Expiration, FromValue, InfoKind, SetOptions, Value},
 };
+use futures::stream;
 use tower_sessions::{
     session::{Id, Record},
     session_store::{self, SessionStore},
@@ -43,7 +44,22 @@ use tower_sessions::{
 use tower_sessions_redis_store::RedisStore;
 
 use super::cluster::{KeyCommand, PoolBuilder, SlotRouter};
-use super::ops::{create_unique, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+use super::ops::{create_unique, KeyPages, Progress, StoreError, StoreKind, StoreOps, StoreSweep};
+
+/// Session keys (bare 22-character IDs), for `SCAN`: the app's other keys are longer.
+const SESSION_KEY_PATTERN: &str = "??????????????????????";
+
+/// Where a listing of the keys is: the masters still to scan (the last one is being
+/// scanned) and the cursor in it.
+struct Scan {
+    masters: Vec<Pool>,
+    cursor: String,
+}
+
+impl Scan {
+    /// The cursor that starts a `SCAN`, and that it answers when done.
+    const START: &'static str = "0";
+}
 
 /// Reconnect forever, from 100 ms backing off to `redis.reconnect_max_delay_ms` between
 /// attempts, so the app serves again soon after Redis (or a failover) comes back.
@@ -349,27 +365,42 @@ impl StoreOps for RedisSessionStore {
     /// The keys of every session record (on every master of a cluster): the 22-character
     /// keys of the database, which leaves out Tessera's other keys (they carry a
     /// `tessera:` prefix).
-    async fn keys(&self) -> Result<Vec<Id>, StoreError> {
-        use futures::TryStreamExt;
-        let pattern = "?".repeat(22);
-        let mut keys: Vec<fred::types::Key> = Vec::new();
-        for pool in self
-            .key_pools()
-            .await
-            .map_err(|e| failed("list keys", &e))?
-        {
-            let found: Vec<fred::types::Key> = pool
-                .next()
-                .scan_buffered(pattern.clone(), Some(1000), None)
-                .try_collect()
-                .await
-                .map_err(|e| failed("list keys", &e))?;
-            keys.extend(found);
-        }
-        Ok(keys
-            .iter()
-            .filter_map(|k| k.as_str().and_then(|s| s.parse().ok()))
-            .collect())
+    /// `SCAN` on one master after another, a page per call, the cursor kept between
+    /// pages: nothing is read ahead of the reader. `SCAN` may return a key twice, and
+    /// a key written during the listing may be missed.
+    fn key_pages(&self, page_size: usize) -> KeyPages<'_> {
+        let count = u32::try_from(page_size.max(1)).unwrap_or(u32::MAX);
+        Box::pin(stream::try_unfold(
+            None,
+            move |scan: Option<Scan>| async move {
+                let mut scan = match scan {
+                    Some(scan) => scan,
+                    None => Scan {
+                        masters: self
+                            .key_pools()
+                            .await
+                            .map_err(|e| failed("list keys", &e))?,
+                        cursor: Scan::START.to_string(),
+                    },
+                };
+                while let Some(master) = scan.masters.last() {
+                    let (cursor, keys): (String, Vec<String>) = master
+                        .next()
+                        .scan_page(scan.cursor.clone(), SESSION_KEY_PATTERN, Some(count), None)
+                        .await
+                        .map_err(|e| failed("list keys", &e))?;
+                    if cursor == Scan::START {
+                        scan.masters.pop();
+                    }
+                    scan.cursor = cursor;
+                    let page: Vec<Id> = keys.iter().filter_map(|key| key.parse().ok()).collect();
+                    if !page.is_empty() {
+                        return Ok(Some((page, Some(scan))));
+                    }
+                }
+                Ok(None)
+            },
+        ))
     }
 
     /// Redis expires records by itself: nothing to sweep.
