@@ -336,8 +336,9 @@ impl fmt::Display for MigrateReport {
 /// it is deleted from `to`: running it again (as the README's procedure does after the
 /// switch) never revives a session that ended in either store in between.
 ///
-/// Each record is written with [`Backend::create_if_absent`], which never draws another
-/// key. When `to` holds a live record under the key already, that one is left alone and
+/// A batch's records are written with [`Backend::create_all_if_absent`] (on the database
+/// store, one transaction per batch), which never draws another key. When `to` holds a
+/// live record under the key already, that one is left alone and
 /// counted `already_there` if it is at least as recent as the source's (its expiry is
 /// as late); an older one (an earlier run's copy of a session that went on in `from`)
 /// is replaced, and counted `copied`. A key the source lists twice (Redis' `SCAN` may)
@@ -388,12 +389,36 @@ async fn migrate_batch(
             return;
         }
     };
+    let mut copies = Vec::with_capacity(keys.len());
     for (key, session_ref) in keys.iter().zip(&refs) {
-        let moved = if ended.contains(session_ref) {
-            remove_copy(to, key).await
+        let read = if ended.contains(session_ref) {
+            Err(remove_copy(to, key).await)
         } else {
-            migrate_record(from, to, key).await
+            read_for_copy(from, key).await
         };
+        match read {
+            Ok(record) => copies.push(record),
+            Err(moved) => report.count(moved),
+        }
+    }
+    // Written together: on the database store, one transaction for the batch.
+    let written = match to.create_all_if_absent(&copies).await {
+        Ok(written) => written,
+        Err(error) => {
+            tracing::warn!(%error, "sessions_migrate: a batch could not be written");
+            report.failed += copies.len() as u64;
+            return;
+        }
+    };
+    for (record, written) in copies.iter().zip(written) {
+        let moved = if written {
+            Moved::Copied
+        } else {
+            copy_over_taken_key(to, record).await
+        };
+        if moved == Moved::Failed {
+            tracing::warn!("sessions_migrate: a record could not be written");
+        }
         report.count(moved);
     }
 }
@@ -444,32 +469,29 @@ async fn remove_copy(to: &Backend, key: &Id) -> Moved {
     }
 }
 
-/// Reads the record under `key` from `from` and writes it to `to`.
-async fn migrate_record(from: &Backend, to: &Backend, key: &Id) -> Moved {
+/// The record under `key` in `from`, marked [`MIGRATED`], ready to copy; or how it fared
+/// when there is nothing to copy.
+async fn read_for_copy(from: &Backend, key: &Id) -> Result<Record, Moved> {
     let mut record = match from.load(key).await {
         Ok(Some(record)) => record,
         // Gone or expired since it was listed.
-        Ok(None) => return Moved::Expired,
+        Ok(None) => return Err(Moved::Expired),
         Err(session_store::Error::Decode(reason)) => {
             tracing::warn!(%reason, "sessions_migrate: an unreadable record was left behind");
-            return Moved::Unreadable;
+            return Err(Moved::Unreadable);
         }
         Err(error) => {
             tracing::warn!(%error, "sessions_migrate: a record could not be read");
-            return Moved::Failed;
+            return Err(Moved::Failed);
         }
     };
     if record.expiry_date <= OffsetDateTime::now_utc() {
-        return Moved::Expired;
+        return Err(Moved::Expired);
     }
     record
         .data
         .insert(MIGRATED.to_string(), serde_json::Value::Bool(true));
-    let moved = copy_record(to, &record).await;
-    if moved == Moved::Failed {
-        tracing::warn!("sessions_migrate: a record could not be written");
-    }
-    moved
+    Ok(record)
 }
 
 /// Re-labels the registry rows of sessions that moved from store `from` to `to`, a batch
@@ -498,14 +520,9 @@ pub async fn relabel_store(sessions: &Sessions, from: &str, to: &str) -> Result<
     }
 }
 
-/// Writes `record` to `to` under its own key. Never a `create`: on a collision that
-/// draws another key, which no cookie maps to.
-async fn copy_record(to: &Backend, record: &Record) -> Moved {
-    match to.create_if_absent(record).await {
-        Ok(true) => return Moved::Copied,
-        Ok(false) => {}
-        Err(_) => return Moved::Failed,
-    }
+/// `record` could not be created in `to`: a live record holds its key. Never a `create`
+/// instead, which would draw another key, which no cookie maps to.
+async fn copy_over_taken_key(to: &Backend, record: &Record) -> Moved {
     match to.load(&record.id).await {
         // The target's copy was written at least as late (every write moves the expiry
         // forward): after the switch the target is where the session lives, and an

@@ -1,8 +1,9 @@
 //! Two records under one key, on every store and Redis topology: `create` draws a new ID
 //! for the newcomer and never touches the record already there, and so does the whole
 //! session stack (a new cookie ID, no record left behind under the key it gave up);
-//! `create_if_absent` (how `sessions_migrate` copies) never draws another key: it writes
-//! under the record's own key, replacing only an expired record, or reports the key taken.
+//! `create_if_absent` and `create_all_if_absent` (how `sessions_migrate` copies) never draw
+//! another key: they write under the record's own key, replacing only an expired record,
+//! or report the key taken.
 
 use std::collections::HashMap;
 
@@ -137,6 +138,29 @@ async fn collisions_are_resolved(app: &TestApp) {
         before + 2,
         "written under their own keys only"
     );
+
+    // Many at once (how `sessions_migrate` writes a batch): the same rule for each.
+    let before = record_count(&backend).await;
+    let taken = Record {
+        id: first.id,
+        ..live("taken")
+    };
+    let gone = record("gone", -time::Duration::minutes(1));
+    assert!(backend.create_if_absent(&gone).await.expect("answers"));
+    let after_gone = Record {
+        id: gone.id,
+        ..live("after gone")
+    };
+    let new = live("new");
+    let written = backend
+        .create_all_if_absent(&[taken, after_gone, new.clone()])
+        .await
+        .expect("answers");
+    assert_eq!(written, vec![false, true, true]);
+    assert_eq!(payload(&backend, &first.id).await, Some(json!("first")));
+    assert_eq!(payload(&backend, &gone.id).await, Some(json!("after gone")));
+    assert_eq!(payload(&backend, &new.id).await, Some(json!("new")));
+    assert_eq!(record_count(&backend).await, before + 2);
 }
 
 #[tokio::test]

@@ -13,8 +13,8 @@ use chrono::{DateTime, FixedOffset};
 use futures::stream;
 use sea_orm::{
     sea_query::{Expr, OnConflict, Query},
-    ActiveValue, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tower_sessions::{
     session::{Id, Record},
@@ -48,6 +48,33 @@ fn expiry(record: &Record) -> session_store::Result<DateTime<FixedOffset>> {
 
 fn encode(record: &Record) -> session_store::Result<String> {
     serde_json::to_string(record).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+/// One statement: the row is inserted, or an expired row under the key is replaced
+/// (`ON CONFLICT .. DO UPDATE .. WHERE` it expired); a live row makes it write nothing.
+/// Whether it was written.
+async fn insert_unless_live<C: ConnectionTrait>(
+    db: &C,
+    record: &Record,
+) -> session_store::Result<bool> {
+    let row = session_records::ActiveModel {
+        id: ActiveValue::Set(record.id.to_string()),
+        record: ActiveValue::Set(encode(record)?),
+        expires_at: ActiveValue::Set(expiry(record)?),
+    };
+    let replace_expired = OnConflict::column(session_records::Column::Id)
+        .update_columns([
+            session_records::Column::Record,
+            session_records::Column::ExpiresAt,
+        ])
+        .action_and_where(session_records::Column::ExpiresAt.lte(sql_time(now())))
+        .to_owned();
+    let written = session_records::Entity::insert(row)
+        .on_conflict(replace_expired)
+        .exec_without_returning(db)
+        .await
+        .map_err(backend)?;
+    Ok(written > 0)
 }
 
 impl DatabaseStore {
@@ -105,27 +132,21 @@ impl StoreOps for DatabaseStore {
         StoreKind::Database
     }
 
-    /// One statement: the row is inserted, or an expired row under the key is replaced
-    /// (`ON CONFLICT .. DO UPDATE .. WHERE` it expired); a live row makes it write nothing.
     async fn create_if_absent(&self, record: &Record) -> session_store::Result<bool> {
-        let row = session_records::ActiveModel {
-            id: ActiveValue::Set(record.id.to_string()),
-            record: ActiveValue::Set(encode(record)?),
-            expires_at: ActiveValue::Set(expiry(record)?),
-        };
-        let replace_expired = OnConflict::column(session_records::Column::Id)
-            .update_columns([
-                session_records::Column::Record,
-                session_records::Column::ExpiresAt,
-            ])
-            .action_and_where(session_records::Column::ExpiresAt.lte(sql_time(now())))
-            .to_owned();
-        let written = session_records::Entity::insert(row)
-            .on_conflict(replace_expired)
-            .exec_without_returning(&self.db)
-            .await
-            .map_err(backend)?;
-        Ok(written > 0)
+        insert_unless_live(&self.db, record).await
+    }
+
+    /// One transaction: one commit (PostgreSQL's is a disk flush) for the whole batch
+    /// instead of one per record. The batch holds SQLite's write lock for its inserts
+    /// only: milliseconds for `sessions_migrate`'s batches.
+    async fn create_all_if_absent(&self, records: &[Record]) -> session_store::Result<Vec<bool>> {
+        let txn = self.db.begin().await.map_err(backend)?;
+        let mut written = Vec::with_capacity(records.len());
+        for record in records {
+            written.push(insert_unless_live(&txn, record).await?);
+        }
+        txn.commit().await.map_err(backend)?;
+        Ok(written)
     }
 
     /// Live records' keys in key order, a page per query from the last key on (the

@@ -157,6 +157,18 @@ impl Backend {
         self.ops().create_if_absent(record).await
     }
 
+    /// [`Self::create_if_absent`] for each of `records`, in one transaction on the database
+    /// store: see [`StoreOps::create_all_if_absent`].
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn create_all_if_absent(
+        &self,
+        records: &[Record],
+    ) -> session_store::Result<Vec<bool>> {
+        self.ops().create_all_if_absent(records).await
+    }
+
     /// The keys of the records in the store, in pages of about `page_size`: see
     /// [`StoreOps::key_pages`].
     /// The memory store yields [`StoreError::NotListable`]: it lives in one process.

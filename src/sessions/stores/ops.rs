@@ -1,5 +1,5 @@
 //! What Tessera asks of a store beyond tower-sessions' [`SessionStore`]: its kind, a write
-//! that never takes another key, the keys it holds (a page at a time), a sweep of expired
+//! that never takes another key (one record or many), the keys it holds (a page at a time), a sweep of expired
 //! records, its usage and a ping. Each store implements [`StoreOps`] in its own file; [`super::Backend`] holds
 //! the one configured. Every store's `create` is [`create_unique`], over its own
 //! [`StoreOps::create_if_absent`].
@@ -125,6 +125,20 @@ pub trait StoreOps: SessionStore {
     /// # Errors
     /// When the store fails.
     async fn create_if_absent(&self, record: &Record) -> session_store::Result<bool>;
+
+    /// [`Self::create_if_absent`] for each of `records`, in one go where the store can (the
+    /// database store: one transaction, one commit); whether each was written, in order.
+    /// On an error, any of them may have been written or not.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn create_all_if_absent(&self, records: &[Record]) -> session_store::Result<Vec<bool>> {
+        let mut written = Vec::with_capacity(records.len());
+        for record in records {
+            written.push(self.create_if_absent(record).await?);
+        }
+        Ok(written)
+    }
 
     /// The keys of the records the store holds, to copy them, in pages of about
     /// `page_size` keys. The store is listed as the pages are read, so a store of any size
