@@ -15,10 +15,11 @@ use serial_test::serial;
 use tessera::sessions::{
     data::MIGRATED,
     events::EndReason,
-    maintenance,
+    maintenance::{self, MigrateReport},
     registry::SessionRegistry,
     stores::{
         file::FileStore,
+        ops::StoreError,
         redis::{RedisConfig, RedisSessionStore},
         Backend,
     },
@@ -48,6 +49,19 @@ async fn logged_in_file_app(server: &RedisServer, database: Database) -> (TestAp
         ids.push(app.browser_logged_in_as(email).await.1);
     }
     (app, ids)
+}
+
+/// `sessions_migrate` from `from` to `to` in-process, with `app`'s registry and batches.
+async fn migrate(app: &TestApp, from: &Backend, to: &Backend) -> Result<MigrateReport, StoreError> {
+    let sessions = app.sessions();
+    maintenance::migrate(
+        sessions.registry(),
+        from,
+        to,
+        &sessions.config().maintenance,
+        |_| {},
+    )
+    .await
 }
 
 async fn still_logged_in(app: &TestApp, cookie: &str, id: &str) -> bool {
@@ -148,16 +162,7 @@ async fn file_to_memory_and_database_keep_every_session() {
     let (app, ids) = logged_in_file_app(&server, Database::Sqlite).await;
     let file = app.sessions().backend().clone();
     let memory = Backend::Memory(tessera::sessions::stores::memory::MemoryStore::default());
-    let registry = app.sessions().registry().clone();
-    let report = maintenance::migrate(
-        &registry,
-        &file,
-        &memory,
-        &app.sessions().config().maintenance,
-        |_| {},
-    )
-    .await
-    .expect("migrate");
+    let report = migrate(&app, &file, &memory).await.expect("migrate");
     assert_eq!((report.copied, report.failed), (2, 0));
     for id in &ids {
         let key = app
@@ -167,15 +172,7 @@ async fn file_to_memory_and_database_keep_every_session() {
         assert!(memory.load(key.as_id()).await.expect("load").is_some());
     }
     assert!(
-        maintenance::migrate(
-            &registry,
-            &memory,
-            &file,
-            &app.sessions().config().maintenance,
-            |_| {},
-        )
-        .await
-        .is_err(),
+        migrate(&app, &memory, &file).await.is_err(),
         "memory cannot be listed"
     );
 
@@ -338,7 +335,6 @@ async fn file_app_with_three_sessions(database: Database) -> (TestApp, Vec<Id>) 
 async fn copies_keep_their_keys_and_newer_records_are_left_alone(to: Backend, database: Database) {
     let (app, keys) = file_app_with_three_sessions(database).await;
     let from = app.sessions().backend().clone();
-    let registry = app.sessions().registry().clone();
     let mut sources = Vec::new();
     for key in &keys {
         sources.push(from.load(key).await.expect("load").expect("a live session"));
@@ -360,15 +356,7 @@ async fn copies_keep_their_keys_and_newer_records_are_left_alone(to: Backend, da
             .expect("the target answers"));
     }
 
-    let report = maintenance::migrate(
-        &registry,
-        &from,
-        &to,
-        &app.sessions().config().maintenance,
-        |_| {},
-    )
-    .await
-    .expect("migrate");
+    let report = migrate(&app, &from, &to).await.expect("migrate");
     assert_eq!(
         (report.copied, report.already_there, report.failed),
         (2, 1, 0),
@@ -393,15 +381,7 @@ async fn copies_keep_their_keys_and_newer_records_are_left_alone(to: Backend, da
         "nothing written under another key"
     );
 
-    let again = maintenance::migrate(
-        &registry,
-        &from,
-        &to,
-        &app.sessions().config().maintenance,
-        |_| {},
-    )
-    .await
-    .expect("migrate");
+    let again = migrate(&app, &from, &to).await.expect("migrate");
     assert_eq!(
         (again.copied, again.already_there, again.failed),
         (0, 3, 0),
@@ -565,9 +545,7 @@ async fn a_migration_stopped_after_one_batch_and_run_again_copies_every_live_ses
         "stopped part-way: {copied_before} copied"
     );
 
-    let report = maintenance::migrate(&registry, &from, &to, &batches, |_| {})
-        .await
-        .expect("migrate");
+    let report = migrate(&app, &from, &to).await.expect("migrate");
     assert_eq!(report.handled(), 10, "{report}");
     assert_eq!(
         (
@@ -593,9 +571,7 @@ async fn a_migration_stopped_after_one_batch_and_run_again_copies_every_live_ses
     );
     assert_eq!(record_count(&to).await, 9, "each live session once");
 
-    let again = maintenance::migrate(&registry, &from, &to, &batches, |_| {})
-        .await
-        .expect("migrate");
+    let again = migrate(&app, &from, &to).await.expect("migrate");
     assert_eq!((again.copied, again.already_there), (0, 9), "{again}");
 }
 
@@ -621,10 +597,10 @@ async fn a_migration_asks_the_registry_once_per_batch() {
         let bound = info.statement.values.as_ref().map_or(0, |v| v.0.len());
         m.fetch_max(bound, Ordering::Relaxed);
     });
-    let registry = SessionRegistry::new(db);
+    let counted = SessionRegistry::new(db);
     let to = Backend::Memory(tessera::sessions::stores::memory::MemoryStore::default());
     let report = maintenance::migrate(
-        &registry,
+        &counted,
         &from,
         &to,
         &app.sessions().config().maintenance,

@@ -178,6 +178,7 @@ impl StoreOps for FileStore {
     }
 
     /// Every record file, live or not (loading checks).
+    ///
     /// The directory is read on a blocking thread a page ahead of the reader, who holds
     /// the only other page: memory stays bounded whatever the number of files.
     fn key_pages(&self, page_size: usize) -> KeyPages<'_> {

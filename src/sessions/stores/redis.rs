@@ -365,6 +365,7 @@ impl StoreOps for RedisSessionStore {
     /// The keys of every session record (on every master of a cluster): the 22-character
     /// keys of the database, which leaves out Tessera's other keys (they carry a
     /// `tessera:` prefix).
+    ///
     /// `SCAN` on one master after another, a page per call, the cursor kept between
     /// pages: nothing is read ahead of the reader. `SCAN` may return a key twice, and
     /// a key written during the listing may be missed.
