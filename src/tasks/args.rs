@@ -1,8 +1,9 @@
-//! What every task needs: its arguments checked, the session layer opened, and failures
-//! as one line naming the task.
+//! What every task needs: its arguments checked, the session layer opened, failures as
+//! one line naming the task, and progress shown on a terminal.
 
-use std::sync::Arc;
+use std::{io::IsTerminal, sync::Arc};
 
+use indicatif::{ProgressBar, ProgressStyle};
 use loco_rs::{app::AppContext, task::Vars, Error};
 
 use crate::{
@@ -73,4 +74,17 @@ pub async fn user_by_email(
         ))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `bar` drawn with `template` when the task runs on a terminal; in a log (the scheduler,
+/// CI) a hidden bar instead, and only the task's summary line is printed.
+#[must_use]
+pub fn progress_bar(bar: ProgressBar, template: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
 }

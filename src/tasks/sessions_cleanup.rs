@@ -3,9 +3,7 @@
 //! past `events_retention_days` and ended throttle windows. The scheduler runs it hourly;
 //! each run is recorded in `task_runs`.
 
-use std::io::IsTerminal;
-
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use loco_rs::{
     app::AppContext,
     task::{Task, TaskInfo, Vars},
@@ -32,18 +30,10 @@ impl Task for SessionsCleanup {
         args::only(vars, NAME, "", &[])?;
         // Before the run is recorded: a migration creates the table it is recorded in.
         args::migrate_if_configured(ctx).await?;
-        // A bar on a terminal; in a log (the scheduler, CI) only the summary line.
-        let bar = if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(0);
-            if let Ok(style) = ProgressStyle::with_template(
-                "{spinner} sweeping {pos}/{len} files {wide_bar} {eta}",
-            ) {
-                bar.set_style(style);
-            }
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
+        let bar = args::progress_bar(
+            ProgressBar::new(0),
+            "{spinner} sweeping {pos}/{len} files {wide_bar} {eta}",
+        );
         let progress = bar.clone();
         let run = async {
             let sessions = args::sessions(ctx).await.map_err(|e| e.to_string())?;

@@ -3,9 +3,7 @@
 //! logging anybody out. It goes through the source `maintenance.batch_size` records at a
 //! time, in bounded memory. Safe to run twice, and to run again after an interruption.
 
-use std::io::IsTerminal;
-
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use loco_rs::{
     app::AppContext,
     task::{Task, TaskInfo, Vars},
@@ -71,17 +69,8 @@ impl Task for SessionsMigrate {
                 .map_err(|e| Error::Message(e.to_string()))
         };
         let (source, target) = (open(from)?, open(to)?);
-        // A spinner on a terminal; in a log only the summary line (and the app's log
-        // line per batch).
-        let bar = if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new_spinner();
-            if let Ok(style) = ProgressStyle::with_template("{spinner} {pos} records {msg}") {
-                bar.set_style(style);
-            }
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
+        // Beside the app's log line per batch.
+        let bar = args::progress_bar(ProgressBar::new_spinner(), "{spinner} {pos} records {msg}");
         let progress = bar.clone();
         let report = maintenance::migrate(
             sessions.registry(),

@@ -15,7 +15,15 @@ pub mod postgres;
 pub mod redis;
 pub mod redis_topology;
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    str::FromStr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use axum_test::{TestResponse, TestServer, TestServerConfig};
 use futures::TryStreamExt;
@@ -500,4 +508,35 @@ pub async fn record_count(backend: &Backend) -> usize {
             .expect("the memory store counts its records"),
         Err(error) => panic!("the store cannot be listed: {error}"),
     }
+}
+
+/// What ran over a connection made by [`counted`]: how many statements, and the most
+/// parameters one of them bound.
+#[derive(Clone, Default)]
+pub struct StatementCounts {
+    statements: Arc<AtomicUsize>,
+    most_bound: Arc<AtomicUsize>,
+}
+
+impl StatementCounts {
+    pub fn statements(&self) -> usize {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    pub fn most_bound(&self) -> usize {
+        self.most_bound.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection to `db`'s database that counts what runs over it (the original does not).
+pub fn counted(db: &sea_orm::DatabaseConnection) -> (sea_orm::DatabaseConnection, StatementCounts) {
+    let counts = StatementCounts::default();
+    let mut db = db.clone();
+    let seen = counts.clone();
+    db.set_metric_callback(move |info| {
+        seen.statements.fetch_add(1, Ordering::Relaxed);
+        let bound = info.statement.values.as_ref().map_or(0, |v| v.0.len());
+        seen.most_bound.fetch_max(bound, Ordering::Relaxed);
+    });
+    (db, counts)
 }

@@ -5,13 +5,7 @@
 //! after an interruption they audit nothing twice and lose nothing; and at tens of
 //! thousands of rows no statement binds more than 1,000 parameters.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
-};
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::Utc;
 use sea_orm::{
@@ -34,7 +28,7 @@ use tower_sessions::session::Id;
 
 use crate::support::{
     clock::{eventually, PATIENCE},
-    csrf_token_of, location, texts, Database, Settings, TestApp,
+    counted, csrf_token_of, location, texts, Database, Settings, StatementCounts, TestApp,
 };
 
 /// An app whose maintenance works 3 rows at a time, without resting.
@@ -453,25 +447,16 @@ async fn the_migration_relabels_rows_across_batch_boundaries() {
     );
 }
 
-/// The session layer over a connection that records the most parameters any statement
-/// bound, and how many statements ran.
-fn counting(app: &TestApp) -> (Arc<Sessions>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let most = Arc::new(AtomicUsize::new(0));
-    let statements = Arc::new(AtomicUsize::new(0));
-    let mut db = app.ctx.db.clone();
-    let (m, s) = (most.clone(), statements.clone());
-    db.set_metric_callback(move |info| {
-        let bound = info.statement.values.as_ref().map_or(0, |v| v.0.len());
-        m.fetch_max(bound, Ordering::Relaxed);
-        s.fetch_add(1, Ordering::Relaxed);
-    });
+/// The session layer over a connection that counts its statements and the parameters
+/// they bind.
+fn counting(app: &TestApp) -> (Arc<Sessions>, StatementCounts) {
+    let (db, counts) = counted(&app.ctx.db);
     let config =
         SessionConfig::from_loco_settings(app.ctx.config.settings.as_ref(), &app.ctx.environment)
             .expect("config");
     (
         Arc::new(Sessions::open(config, db).expect("sessions")),
-        most,
-        statements,
+        counts,
     )
 }
 
@@ -488,7 +473,7 @@ async fn cleanup_at_scale(database: Database, due: u64) {
     let user = app.create_user("oz@example.com", false).await;
     seed_rows(&app, user.id, due, -60, 'z').await;
     seed_rows(&app, user.id, 2_500, 3600, 'l').await;
-    let (sessions, most, statements) = counting(&app);
+    let (sessions, counts) = counting(&app);
     let report = maintenance::cleanup(&sessions, &app.ctx.db, |_, _| {})
         .await
         .expect("cleanup");
@@ -510,11 +495,8 @@ async fn cleanup_at_scale(database: Database, due: u64) {
         (2_500, Some(0)),
         "{report}"
     );
-    assert!(
-        statements.load(Ordering::Relaxed) > 0,
-        "the callback saw the statements"
-    );
-    let most = most.load(Ordering::Relaxed);
+    assert!(counts.statements() > 0, "the callback saw the statements");
+    let most = counts.most_bound();
     assert!(most <= 1_000, "a statement bound {most} parameters");
 }
 
@@ -538,7 +520,7 @@ async fn revoking_2500_sessions_binds_at_most_1000_parameters() {
     .await;
     let user = app.create_user("pia@example.com", false).await;
     seed_rows(&app, user.id, 2_500, 3600, 'v').await;
-    let (sessions, most, _) = counting(&app);
+    let (sessions, counts) = counting(&app);
     let ended = sessions
         .revoke_everyone(None, EndReason::RevokedByAdmin, None)
         .await
@@ -548,7 +530,7 @@ async fn revoking_2500_sessions_binds_at_most_1000_parameters() {
         events_per_session(&app.ctx.db, &["revoked"]).await.len(),
         2_500
     );
-    let most = most.load(Ordering::Relaxed);
+    let most = counts.most_bound();
     assert!(most <= 1_000, "a statement bound {most} parameters");
 }
 

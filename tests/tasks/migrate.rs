@@ -1,14 +1,7 @@
 //! `sessions_migrate`: every live session keeps working, with the same ID and expiry,
 //! after a deployment switches stores.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use serde_json::{json, Value};
 use serial_test::serial;
@@ -30,7 +23,7 @@ use tower_sessions::{
 };
 
 use crate::support::{
-    parse_id, record_count,
+    counted, parse_id, record_count,
     redis::RedisServer,
     redis_topology::{RedisCluster, RedisSentinel},
     Database, Settings, TestApp,
@@ -588,19 +581,11 @@ async fn a_migration_asks_the_registry_once_per_batch() {
     for _ in 0..1_200 {
         stray_record(&from).await;
     }
-    let statements = Arc::new(AtomicUsize::new(0));
-    let most = Arc::new(AtomicUsize::new(0));
-    let mut db = app.ctx.db.clone();
-    let (s, m) = (statements.clone(), most.clone());
-    db.set_metric_callback(move |info| {
-        s.fetch_add(1, Ordering::Relaxed);
-        let bound = info.statement.values.as_ref().map_or(0, |v| v.0.len());
-        m.fetch_max(bound, Ordering::Relaxed);
-    });
-    let counted = SessionRegistry::new(db);
+    let (db, counts) = counted(&app.ctx.db);
+    let registry = SessionRegistry::new(db);
     let to = Backend::Memory(tessera::sessions::stores::memory::MemoryStore::default());
     let report = maintenance::migrate(
-        &counted,
+        &registry,
         &from,
         &to,
         &app.sessions().config().maintenance,
@@ -610,11 +595,11 @@ async fn a_migration_asks_the_registry_once_per_batch() {
     .expect("migrate");
     assert_eq!(report.copied, 1_200, "{report}");
     assert_eq!(
-        statements.load(Ordering::Relaxed),
+        counts.statements(),
         3,
         "one registry query per batch of 500"
     );
-    let most = most.load(Ordering::Relaxed);
+    let most = counts.most_bound();
     assert!(most <= 1_000, "a statement bound {most} parameters");
 }
 

@@ -170,8 +170,7 @@ impl Backend {
     }
 
     /// The keys of the records in the store, in pages of about `page_size`: see
-    /// [`StoreOps::key_pages`].
-    /// The memory store yields [`StoreError::NotListable`]: it lives in one process.
+    /// [`StoreOps::key_pages`]. The memory store yields [`StoreError::NotListable`]: it lives in one process.
     #[must_use]
     pub fn key_pages(&self, page_size: usize) -> KeyPages<'_> {
         self.ops().key_pages(page_size)

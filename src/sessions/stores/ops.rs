@@ -1,8 +1,8 @@
 //! What Tessera asks of a store beyond tower-sessions' [`SessionStore`]: its kind, a write
-//! that never takes another key (one record or many), the keys it holds (a page at a time), a sweep of expired
-//! records, its usage and a ping. Each store implements [`StoreOps`] in its own file; [`super::Backend`] holds
-//! the one configured. Every store's `create` is [`create_unique`], over its own
-//! [`StoreOps::create_if_absent`].
+//! that never takes another key (one record or many), the keys it holds (a page at a
+//! time), a sweep of expired records, its usage and a ping. Each store implements
+//! [`StoreOps`] in its own file; [`super::Backend`] holds the one configured. Every store's
+//! `create` is [`create_unique`], over its own [`StoreOps::create_if_absent`].
 //!
 //! A foundation: it imports only the clock.
 
